@@ -1,0 +1,43 @@
+"""Shared helpers of the controller-side tests (no containers needed)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tool(name):
+    """Path of a command-line tool: the venv's first, then PATH."""
+    candidate = BIN / name
+    return str(candidate) if candidate.exists() else shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def promtool():
+    path = shutil.which("promtool")
+    if not path:
+        pytest.skip("promtool is not installed (Debian package 'prometheus'; `make setup` installs it)")
+    return path
+
+
+def run(argv, **kwargs):
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def render_rules():
+    """Render the prometheus role's rule templates into a directory."""
+
+    def _render(out_dir, *args):
+        proc = run([tool("ansible-playbook"), "tests/rules/render.yml", "-e", "out_dir=%s" % out_dir, *args])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return Path(out_dir)
+
+    return _render
