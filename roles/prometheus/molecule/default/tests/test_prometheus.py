@@ -136,19 +136,26 @@ def test_fast_path_reloads_without_restart_and_purges_stale_rules(host, shared):
     pid = main_pid(host)
     host.check_output("echo 'groups: []' > /etc/prometheus/rules/stale.yml")
     new_threshold = shared["aetherlink_alert_cache_hit_ratio_min"] + 7
+    custom = [{"name": "operator", "rules": [{"record": "aether:answers:rate5m",
+                                              "expr": "sum by (tenant) (rate(aether_rag_answers_total[5m]))"}]}]
     try:
-        rc, out = run_fast_path("-e", "aetherlink_alert_cache_hit_ratio_min=%s" % new_threshold)
+        rc, out = run_fast_path("-e", json.dumps({"aetherlink_alert_cache_hit_ratio_min": new_threshold,
+                                                  "prometheus_custom_rule_groups": custom}))
         assert rc == 0, out
-        expr = rules_by_name(host)["CacheEffectivenessDrop"]["query"]
-        assert expr.strip().endswith("< %s" % new_threshold)
+        rules = rules_by_name(host)
+        assert rules["CacheEffectivenessDrop"]["query"].strip().endswith("< %s" % new_threshold)
+        assert "aether:answers:rate5m" in rules
         assert main_pid(host) == pid, "Prometheus was restarted instead of reloaded"
         assert reload_successful(host) == 1
         assert not host.file("/etc/prometheus/rules/stale.yml").exists
     finally:
         rc, out = run_fast_path()
         assert rc == 0, out
-    expr = rules_by_name(host)["CacheEffectivenessDrop"]["query"]
-    assert expr.strip().endswith("< %s" % shared["aetherlink_alert_cache_hit_ratio_min"])
+    rules = rules_by_name(host)
+    assert rules["CacheEffectivenessDrop"]["query"].strip().endswith("< %s" % shared["aetherlink_alert_cache_hit_ratio_min"])
+    # The operator's group is gone with its variable: its file was purged.
+    assert "aether:answers:rate5m" not in rules
+    assert not host.file("/etc/prometheus/rules/custom.rules.yml").exists
     assert main_pid(host) == pid
 
 

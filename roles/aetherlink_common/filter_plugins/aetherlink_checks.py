@@ -1,4 +1,4 @@
-"""Validation helpers for the prometheus role's preflight."""
+"""Validation helpers for the checks of the AetherLink shared variables."""
 
 import re
 
@@ -22,4 +22,4 @@ def regex_error(pattern):
 
 class FilterModule:
     def filters(self):
-        return {"prometheus_regex_error": regex_error}
+        return {"aetherlink_regex_error": regex_error}

@@ -1,0 +1,39 @@
+# AetherLink monitoring stack: the entry points.
+#   make test   - install what is missing, then lint + unit tests + every Molecule scenario
+#   make up     - the whole stack in a local sandbox, verified (coming with a later issue)
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup image lint unit molecule test up down clean
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+setup:             ## Debian packages, venv, promtool/amtool, Docker engine, base image
+	bash scripts/setup.sh
+
+image:             ## (re)use or build the systemd base image
+	bash scripts/build-image.sh
+
+lint: setup        ## yamllint + ansible-lint (production profile)
+	yamllint --strict .
+	ansible-lint
+
+unit: setup        ## controller-side tests (promtool rule tests, templates)
+	python -m pytest tests -q -p no:cacheprovider
+
+molecule: setup    ## one scenario: make molecule ROLE=prometheus [SCENARIO=default]
+	cd roles/$(ROLE) && molecule test --scenario-name $(or $(SCENARIO),default)
+
+test: setup        ## everything, as CI runs it
+	bash scripts/test.sh
+
+up:
+	@echo "make up (the whole stack in a local sandbox, verified) arrives with the sandbox issue;"
+	@echo "today: make test, or cd roles/prometheus && molecule converge."
+	@exit 2
+
+clean:
+	-cd roles/prometheus && molecule destroy
+	rm -rf .cache
