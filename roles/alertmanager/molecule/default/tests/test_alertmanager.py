@@ -1,0 +1,313 @@
+"""Verify the alertmanager role on a live two-node cluster, through the HTTP APIs.
+
+Alerts are posted to BOTH Alertmanagers, as two Prometheus servers would; the
+Slack-compatible receiver records exactly what Alertmanager sent.
+Timers of the scenario (converge.yml): group_wait 2s, group_interval 10s,
+cluster peer timeout 5s.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+SCENARIO = Path(__file__).resolve().parents[1]
+ROOT = SCENARIO.parents[3]
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+AM_API = "http://127.0.0.1:9093"
+RECEIVER_API = "https://127.0.0.1:8443/requests"
+GROUP_WAIT = 2
+SETTLE = 2 * 5 + GROUP_WAIT + 5  # both peers' waits + group_wait + margin: any duplicate would be here
+
+
+def webhook_url():
+    url = os.environ.get("SLACK_WEBHOOK_URL")
+    if not url:
+        url = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["env"]["SLACK_WEBHOOK_URL"]
+    return url
+
+
+def get(name):
+    return testinfra.get_host("ansible://%s" % name, ansible_inventory=INVENTORY)
+
+
+@pytest.fixture(scope="module")
+def ams():
+    return [get("alertmanager-1"), get("alertmanager-2")]
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    return get("slack-receiver")
+
+
+def am_get(host, path):
+    return json.loads(host.check_output("curl -sS %s", AM_API + path))
+
+
+def metric(host, name, labels=""):
+    text = host.check_output("curl -sS %s", AM_API + "/metrics")
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if labels in line:
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def main_pid(host):
+    return host.check_output("systemctl show --property MainPID --value prometheus-alertmanager")
+
+
+def iso(dt):
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def post_alert(hosts, alertname, tenant, severity, resolved=False, **labels):
+    """Post one alert to every host; return when the first post started."""
+    started = time.time()
+    now = datetime.now(timezone.utc)
+    alert = {
+        "labels": dict(alertname=alertname, tenant=tenant, severity=severity, **labels),
+        "annotations": {
+            "summary": "%s summary for %s" % (alertname, tenant),
+            "description": "Value is 12.3%% over the last 5m (%s)." % tenant,
+        },
+        # A fresh alert: Alertmanager skips group_wait for alerts older than it.
+        "startsAt": iso(now),
+        "endsAt": iso(now if resolved else now + timedelta(hours=1)),
+    }
+    for host in hosts:
+        host.check_output(
+            "curl -sS -f -XPOST -H 'Content-Type: application/json' --data %s %s",
+            json.dumps([alert]), AM_API + "/api/v2/alerts",
+        )
+    return started
+
+
+def messages(receiver, tenant):
+    result = receiver.run("curl -sSk %s", RECEIVER_API)
+    if result.rc != 0:  # receiver (re)starting
+        return []
+    records = json.loads(result.stdout)
+    return [r for r in records if r["body"] and "Tenant: %s\n" % tenant in r["body"]["attachments"][0]["text"]]
+
+
+def wait_for(receiver, tenant, count, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = messages(receiver, tenant)
+        if len(found) >= count:
+            return found
+        time.sleep(0.5)
+    return messages(receiver, tenant)
+
+
+def unique_tenant(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
+
+
+def converge(*extra, url=None):
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1",
+               SLACK_WEBHOOK_URL=webhook_url() if url is None else url)
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", os.path.dirname(INVENTORY), str(SCENARIO / "converge.yml"), *extra],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_services_running(ams):
+    for am in ams:
+        assert am.service("prometheus-alertmanager").is_running
+        assert am.service("prometheus-alertmanager").is_enabled
+
+
+def test_cluster_ready_with_two_peers(ams):
+    for am in ams:
+        deadline = time.time() + 60
+        while True:
+            cluster = am_get(am, "/api/v2/status")["cluster"]
+            if cluster["status"] == "ready" or time.time() > deadline:
+                break
+            time.sleep(1)
+        assert cluster["status"] == "ready"
+        assert len(cluster["peers"]) == 2
+
+
+def test_secret_file_readable_by_service_only(ams):
+    url = webhook_url()
+    for am in ams:
+        secret = am.file("/etc/prometheus/alertmanager_secrets/slack_webhook_url")
+        assert secret.user == "root" and secret.group == "prometheus"
+        assert secret.mode == 0o640
+        assert secret.content_string.strip() == url
+        assert am.file("/etc/prometheus/alertmanager_secrets").mode == 0o750
+        config = am.file("/etc/prometheus/alertmanager.yml")
+        assert config.mode & 0o007 == 0
+        assert url not in config.content_string
+        assert "api_url_file" in config.content_string
+        # Not in the service's logs either.
+        assert url not in am.check_output("journalctl -u prometheus-alertmanager --no-pager")
+
+
+def test_alert_posted_to_both_gives_one_message_then_one_resolved(ams, receiver, capsys):
+    tenant = unique_tenant("acme")
+    posted = post_alert(ams, "CacheEffectivenessDrop", tenant, "warning")
+    firing = wait_for(receiver, tenant, 1)
+    assert len(firing) == 1
+    delay = firing[0]["received_at"] - posted
+    time.sleep(SETTLE)
+    firing = messages(receiver, tenant)
+    assert len(firing) == 1, "the cluster notified more than once: %s" % firing
+    body = firing[0]["body"]
+    attachment = body["attachments"][0]
+    assert body["channel"] == "#aetherlink-alerts"
+    assert attachment["color"] == "danger"
+    assert attachment["title"] == "[FIRING] CacheEffectivenessDrop (warning)"
+    assert attachment["text"] == (
+        "Tenant: %s\nSummary: CacheEffectivenessDrop summary for %s\n"
+        "Description: Value is 12.3%% over the last 5m (%s)." % (tenant, tenant, tenant)
+    )
+
+    post_alert(ams, "CacheEffectivenessDrop", tenant, "warning", resolved=True)
+    both = wait_for(receiver, tenant, 2)
+    time.sleep(SETTLE)
+    both = messages(receiver, tenant)
+    assert len(both) == 2, both
+    resolved = both[1]["body"]["attachments"][0]
+    assert resolved["color"] == "good"
+    assert resolved["title"] == "[RESOLVED] CacheEffectivenessDrop (warning)"
+    with capsys.disabled():
+        print("\nalert -> Slack message delay: %.2f s (group_wait %ss, posted to both peers)" % (delay, GROUP_WAIT))
+
+
+def test_vip_critical_inhibits_its_warning_twin(ams, receiver):
+    tenant = unique_tenant("vip-inhibit")
+    post_alert(ams, "CacheEffectivenessDropVIP", tenant, "critical", sla="at_risk")
+    time.sleep(1)
+    post_alert(ams, "CacheEffectivenessDrop", tenant, "warning")
+    wait_for(receiver, tenant, 1)
+    time.sleep(SETTLE)
+    titles = [m["body"]["attachments"][0]["title"] for m in messages(receiver, tenant)]
+    assert titles == ["[FIRING] CacheEffectivenessDropVIP (critical)"]
+    for am in ams:
+        alerts = am_get(am, '/api/v2/alerts?filter=tenant%3D%22' + tenant + '%22')
+        states = {a["labels"]["alertname"]: a["status"] for a in alerts}
+        assert states["CacheEffectivenessDrop"]["state"] == "suppressed"
+        assert states["CacheEffectivenessDrop"]["inhibitedBy"]
+        assert states["CacheEffectivenessDropVIP"]["state"] == "active"
+
+
+def test_ordinary_tenant_warning_is_not_inhibited(ams, receiver):
+    tenant = unique_tenant("plain")
+    post_alert(ams, "CacheEffectivenessDropVIP", tenant, "critical", sla="at_risk")
+    post_alert(ams, "CacheEffectivenessDrop", tenant, "warning")
+    found = wait_for(receiver, tenant, 2)
+    assert sorted(m["body"]["attachments"][0]["title"] for m in found) == [
+        "[FIRING] CacheEffectivenessDrop (warning)",
+        "[FIRING] CacheEffectivenessDropVIP (critical)",
+    ]
+
+
+def test_notification_not_lost_while_receiver_is_down(ams, receiver):
+    tenant = unique_tenant("outage")
+    failed_before = sum(metric(am, "alertmanager_notifications_failed_total", 'integration="slack"') for am in ams)
+    receiver.check_output("systemctl stop slack-receiver")
+    try:
+        post_alert(ams, "LowConfidenceSpike", tenant, "warning")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            failed = sum(metric(am, "alertmanager_notifications_failed_total", 'integration="slack"') for am in ams)
+            if failed > failed_before:
+                break
+            time.sleep(1)
+        assert failed > failed_before, "Alertmanager never tried the receiver while it was down"
+    finally:
+        receiver.check_output("systemctl start slack-receiver")
+    found = wait_for(receiver, tenant, 1, timeout=90)
+    assert len(found) >= 1, "the notification was lost"
+    time.sleep(SETTLE)
+    found = messages(receiver, tenant)
+    # While the receiver is down neither peer has a successful send to gossip,
+    # so each retries on its own: Alertmanager HA is at-least-once here, at
+    # most one message per peer.
+    assert 1 <= len(found) <= len(ams), found
+    assert {m["body"]["attachments"][0]["title"] for m in found} == {"[FIRING] LowConfidenceSpike (warning)"}
+
+
+def test_config_change_is_live_after_reload_with_same_process(ams):
+    pids = [main_pid(am) for am in ams]
+    try:
+        rc, out = converge("-e", "alertmanager_repeat_interval=3h")
+        assert rc == 0, out
+        for am, pid in zip(ams, pids):
+            assert "repeat_interval: 3h" in am_get(am, "/api/v2/status")["config"]["original"]
+            assert main_pid(am) == pid, "Alertmanager was restarted instead of reloaded"
+            assert metric(am, "alertmanager_config_last_reload_successful") == 1
+    finally:
+        rc, out = converge()
+        assert rc == 0, out
+    for am, pid in zip(ams, pids):
+        assert "repeat_interval: 1h" in am_get(am, "/api/v2/status")["config"]["original"]
+        assert main_pid(am) == pid
+
+
+def test_broken_config_fails_with_amtool_message_and_cluster_keeps_running(ams):
+    pids = [main_pid(am) for am in ams]
+    before = [am.file("/etc/prometheus/alertmanager.yml").sha256sum for am in ams]
+    rc, out = converge("-e", json.dumps({"alertmanager_extra_routes": [{"receiver": "no-such-receiver"}]}))
+    assert rc != 0
+    assert "failed to validate" in out or "failed validation" in out, out
+    assert 'undefined receiver "no-such-receiver"' in out, out
+    for am, pid, sha in zip(ams, pids, before):
+        assert am.file("/etc/prometheus/alertmanager.yml").sha256sum == sha
+        assert main_pid(am) == pid
+        cluster = am_get(am, "/api/v2/status")["cluster"]
+        assert cluster["status"] == "ready" and len(cluster["peers"]) == 2
+
+
+def test_webhook_url_never_in_task_output():
+    url = webhook_url()
+    rc, out = converge("-v", "--diff")
+    assert rc == 0, out
+    assert "changed=0" in out
+    token = url.rsplit("/", 1)[1]
+    assert token not in out
+    assert url not in out
+
+
+def test_non_https_url_rejected_in_preflight(ams):
+    before = [am.file("/etc/prometheus/alertmanager.yml").sha256sum for am in ams]
+    bad = "http://slack-receiver:8443/services/T0/B0/plain-http-token-123"
+    rc, out = converge(url=bad)
+    assert rc != 0
+    assert "alertmanager_slack_webhook_url" in out and "must be an https:// URL" in out
+    assert "plain-http-token-123" not in out
+    assert [am.file("/etc/prometheus/alertmanager.yml").sha256sum for am in ams] == before
+
+
+def test_no_url_gives_warning_and_valid_config_without_slack(ams):
+    try:
+        rc, out = converge(url="")
+        assert rc == 0, out
+        assert "WARNING: no Slack webhook URL is configured" in out
+        for am in ams:
+            config = am_get(am, "/api/v2/status")["config"]["original"]
+            assert "slack_configs" not in config
+            assert re.search(r"receiver: blackhole", config)
+            assert not am.file("/etc/prometheus/alertmanager_secrets/slack_webhook_url").exists
+            assert metric(am, "alertmanager_config_last_reload_successful") == 1
+    finally:
+        rc, out = converge()
+        assert rc == 0, out
+    for am in ams:
+        assert "slack_configs" in am_get(am, "/api/v2/status")["config"]["original"]
