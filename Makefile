@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup image lint unit molecule test up down clean
+.PHONY: help setup image lint unit molecule test up clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -20,8 +20,9 @@ lint: setup        ## yamllint + ansible-lint (production profile)
 	yamllint --strict .
 	ansible-lint
 
-unit: setup        ## controller-side tests (promtool rule tests, templates)
+unit: setup        ## controller-side tests (promtool rule tests, templates) and the app's tests
 	python -m pytest tests -q -p no:cacheprovider
+	python -m pytest app/tests -q -p no:cacheprovider
 
 molecule: setup    ## one scenario: make molecule ROLE=prometheus [SCENARIO=default]
 	cd roles/$(ROLE) && molecule test --scenario-name $(or $(SCENARIO),default)
@@ -35,5 +36,5 @@ up:
 	@exit 2
 
 clean:
-	-cd roles/prometheus && molecule destroy
+	-for role in roles/*/molecule; do (cd $$role/.. && molecule destroy); done
 	rm -rf .cache
