@@ -116,14 +116,20 @@ class Service:
         value = headers.get(alt_header)
         return value.strip() if value and value.strip() else None
 
-    def authenticate_tenant(self, headers) -> Tenant:
-        key = self._presented(headers, "x-api-key")
+    @classmethod
+    def _required_key(cls, headers, alt_header: str, code: str, what: str) -> str:
+        """The key presented in the headers, or a 401 naming the missing key and its headers."""
+        key = cls._presented(headers, alt_header.lower())
         if key is None:
             raise ApiError(
-                401, "missing_api_key",
-                "an API key is required (Authorization: Bearer <key> or X-API-Key)",
+                401, code,
+                "%s is required (Authorization: Bearer <key> or %s)" % (what, alt_header),
                 {"WWW-Authenticate": "Bearer"},
             )
+        return key
+
+    def authenticate_tenant(self, headers) -> Tenant:
+        key = self._required_key(headers, "X-API-Key", "missing_api_key", "an API key")
         digest = hash_key(key)
         name = self._by_key.get(digest)
         tenant = self.tenants.get(name) if name else None
@@ -132,13 +138,7 @@ class Service:
         return tenant
 
     def authenticate_admin(self, headers) -> None:
-        key = self._presented(headers, "x-admin-key")
-        if key is None:
-            raise ApiError(
-                401, "missing_admin_key",
-                "the admin key is required (Authorization: Bearer <key> or X-Admin-Key)",
-                {"WWW-Authenticate": "Bearer"},
-            )
+        key = self._required_key(headers, "X-Admin-Key", "missing_admin_key", "the admin key")
         if not hmac.compare_digest(hash_key(key), self._admin_digest):
             raise ApiError(401, "invalid_admin_key", "the admin key is not valid", {"WWW-Authenticate": "Bearer"})
 
