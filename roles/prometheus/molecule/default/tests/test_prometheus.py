@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -86,11 +87,18 @@ def test_service_running_with_lifecycle_api(host):
 
 
 def test_recording_rules_loaded(host, shared):
-    groups = api(host, "/api/v1/rules?type=record")["data"]["groups"]
-    names = {r["name"] for g in groups for r in g["rules"]}
-    assert names == RECORDING_RULES
+    # A rule's health is "unknown" until its group's first evaluation, up to
+    # one interval (30s) after a (re)load: wait for it, then it must be "ok".
+    deadline = time.time() + 70
+    while True:
+        groups = api(host, "/api/v1/rules?type=record")["data"]["groups"]
+        health = {r["name"]: r["health"] for g in groups for r in g["rules"]}
+        if "unknown" not in health.values() or time.time() > deadline:
+            break
+        time.sleep(2)
+    assert set(health) == RECORDING_RULES
     assert {g["interval"] for g in groups} == {30}
-    assert all(r["health"] == "ok" for g in groups for r in g["rules"])
+    assert set(health.values()) == {"ok"}, health
 
 
 def test_alerts_loaded_with_configured_thresholds(host, shared):
@@ -114,8 +122,14 @@ def test_last_reload_successful(host):
 
 
 def test_targets_follow_inventory(host):
-    active = api(host, "/api/v1/targets")["data"]["activeTargets"]
-    jobs = {t["labels"]["job"]: t for t in active}
+    # A target's health is "unknown" until its first scrape (one interval).
+    deadline = time.time() + 60
+    while True:
+        active = api(host, "/api/v1/targets")["data"]["activeTargets"]
+        jobs = {t["labels"]["job"]: t for t in active}
+        if jobs.get("prometheus", {}).get("health", "unknown") != "unknown" or time.time() > deadline:
+            break
+        time.sleep(2)
     assert set(jobs) == {"prometheus", "alertmanager", "aether_app"}
     assert jobs["prometheus"]["health"] == "up"
     assert jobs["alertmanager"]["labels"]["instance"] == "alertmanager-test"
