@@ -6,6 +6,14 @@ import re
 # accepts those, so they are rejected here explicitly.
 _RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")
 
+# Prometheus/Alertmanager duration: one or more <number><unit>, e.g. 30s, 1h30m.
+_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+
+
+def is_duration(value):
+    """True when ``value`` (a string or anything printable) is a Prometheus duration."""
+    return bool(_DURATION.match(str(value)))
+
 
 def regex_error(pattern):
     """Return why ``pattern`` is not a usable Prometheus (RE2) regex, or ''."""
@@ -22,4 +30,4 @@ def regex_error(pattern):
 
 class FilterModule:
     def filters(self):
-        return {"aetherlink_regex_error": regex_error}
+        return {"aetherlink_regex_error": regex_error, "aetherlink_is_duration": is_duration}
