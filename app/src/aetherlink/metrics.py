@@ -1,4 +1,4 @@
-"""Prometheus metrics, exactly as the project's metrics contract (shared/DESIGN.md) names them.
+"""Prometheus metrics, exactly as the project's metrics contract (docs/metrics.md) names them.
 
     aether_cache_requests_total{tenant}
     aether_cache_hits_total{tenant}

@@ -91,13 +91,6 @@ class Storage:
             ).fetchall()
         return [self._tenant(r) for r in rows]
 
-    def key_owner(self, api_key_sha256: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT name FROM tenants WHERE api_key_sha256 = ?", (api_key_sha256,)
-            ).fetchone()
-        return row[0] if row else None
-
     def insert_tenant(
         self, name: str, api_key_sha256: str, vip: bool, lowconf_threshold: float, rerank_default: bool
     ) -> TenantRecord:

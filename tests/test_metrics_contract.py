@@ -1,0 +1,148 @@
+"""The metrics contract (docs/metrics.md) against the app and the recording rules.
+
+The metric table of docs/metrics.md is the reference: the app (the
+`aetherlink` package, installed editable in the venv) must register exactly
+those metric families with exactly those label names and types, and every raw
+metric that the recording rules template reads must be in the table.
+"""
+
+import re
+
+import yaml
+from aetherlink import metrics as metrics_module
+
+from conftest import ROOT
+
+DOC = ROOT / "docs" / "metrics.md"
+RULES_TEMPLATE = ROOT / "roles" / "prometheus" / "templates" / "aetherlink.rules.yml.j2"
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
+                "group_left", "group_right", "inf", "nan"}
+
+
+def contract_table(text=None):
+    """{exposed metric name: {"type", "labels"}} from the first table whose header starts with `metric`."""
+    lines = (DOC.read_text() if text is None else text).splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.lstrip().startswith("|") and cells[:3] == ["metric", "type", "labels"]:
+            table = {}
+            for row in lines[i + 2:]:
+                if not row.lstrip().startswith("|"):
+                    break
+                cells = [c.strip() for c in row.strip().strip("|").split("|")]
+                name = re.fullmatch(r"`([a-zA-Z_:][a-zA-Z0-9_:]*)`", cells[0])
+                assert name, "docs/metrics.md: first cell is not a backticked metric name: %r" % row
+                labels = [re.match(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)", part) for part in cells[2].split(",")]
+                assert all(labels), "docs/metrics.md: unreadable labels cell: %r" % row
+                table[name.group(1)] = {"type": cells[1], "labels": {m.group(1) for m in labels}}
+            return table
+    raise AssertionError("docs/metrics.md has no table with the header | metric | type | labels | ...")
+
+
+def app_families():
+    """{exposed metric name: {"type", "labels"}} of the aether_* families the app registers."""
+    m = metrics_module.Metrics()
+    m.init_tenant("contract-co")  # every label combination of a tenant exists from here on
+    families = {}
+    for family in m.registry.collect():
+        if not family.name.startswith("aether"):
+            continue
+        exposed = family.name + "_total" if family.type == "counter" else family.name
+        labels = set()
+        for sample in family.samples:
+            labels |= set(sample.labels) - ({"le"} if family.type == "histogram" else set())
+        families[exposed] = {"type": family.type, "labels": labels}
+    return families
+
+
+def raw_metrics(expr):
+    """Metric names an expression reads, without recorded series (names with a colon)."""
+    expr = re.sub(r"\{[^}]*\}", " ", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)  # range selectors
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    expr = re.sub(r'"[^"]*"', " ", expr)
+    names = set()
+    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
+        word = match.group(0)
+        if expr[match.end():].lstrip().startswith("(") or word.lower() in PROMQL_WORDS or ":" in word:
+            continue
+        names.add(word)
+    return names
+
+
+def rule_expressions():
+    text = RULES_TEMPLATE.read_text()
+    text = re.sub(r"\{#.*?#\}", "", text, flags=re.S)
+    text = re.sub(r"\{%.*?%\}", "", text, flags=re.S)
+    text = re.sub(r"\{\{.*?\}\}", "JINJA", text, flags=re.S)
+    rules = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
+    return {r.get("record") or r.get("alert"): r["expr"] for r in rules}
+
+
+def contract_name(raw, table):
+    """The table's name for a raw series name (histogram series carry _bucket/_sum/_count)."""
+    if raw in table:
+        return raw
+    for suffix in HISTOGRAM_SUFFIXES:
+        base = raw[: -len(suffix)]
+        if raw.endswith(suffix) and table.get(base, {}).get("type") == "histogram":
+            return base
+    return None
+
+
+def test_contract_table_is_readable():
+    table = contract_table()
+    assert len(table) >= 6
+    assert all(entry["type"] in {"counter", "gauge", "histogram", "summary"} for entry in table.values())
+
+
+def test_app_defines_exactly_the_contract_metrics():
+    table, app = contract_table(), app_families()
+    assert set(app) == set(table), "app only: %s; docs/metrics.md only: %s" % (
+        sorted(set(app) - set(table)), sorted(set(table) - set(app)))
+    for name, entry in table.items():
+        assert app[name]["type"] == entry["type"], "%s: docs/metrics.md says %s, the app registers a %s" % (
+            name, entry["type"], app[name]["type"])
+        assert app[name]["labels"] == entry["labels"], "%s: docs/metrics.md labels %s, the app's %s" % (
+            name, sorted(entry["labels"]), sorted(app[name]["labels"]))
+
+
+def test_other_families_are_only_the_standard_collectors():
+    registry = metrics_module.Metrics().registry
+    others = {f.name for f in registry.collect() if not f.name.startswith("aether")}
+    assert all(n.startswith(("process_", "python_")) for n in others), sorted(others)
+
+
+def test_documented_label_values_match_the_app():
+    doc = DOC.read_text()
+    assert "`%s`" % metrics_module.UNKNOWN_TENANT in doc
+    for route in metrics_module.ROUTES:
+        assert "| `%s` |" % route in doc, "route %s is not in docs/metrics.md's route table" % route
+    for bound in metrics_module.DURATION_BUCKETS:
+        assert "`%r`" % float(bound) in doc, "bucket %s is not in docs/metrics.md" % bound
+
+
+def test_recording_rules_read_only_contract_metrics():
+    table, expressions = contract_table(), rule_expressions()
+    assert expressions, "no rules found in %s" % RULES_TEMPLATE
+    used = set()
+    for record, expr in expressions.items():
+        for raw in raw_metrics(expr):
+            assert contract_name(raw, table), "%s reads %s, which is not in docs/metrics.md" % (record, raw)
+            used.add(contract_name(raw, table))
+    # the four answer-path counters are what the six recording rules are made of
+    assert {"aether_cache_requests_total", "aether_cache_hits_total",
+            "aether_rag_answers_total", "aether_rag_lowconfidence_total"} <= used
+
+
+def test_rule_parser_sees_raw_metrics():
+    """The parser is not blind: a made-up metric and a histogram series are found."""
+    table = contract_table()
+    expr = ('100 * sum by (tenant) (rate(aether_made_up_total{rerank="true"}[5m])) / '
+            "histogram_quantile(0.99, sum by (le) (rate(aether_request_duration_seconds_bucket[5m]))) "
+            "and on (tenant) aether:cache_hit_ratio:5m")
+    raw = raw_metrics(expr)
+    assert raw == {"aether_made_up_total", "aether_request_duration_seconds_bucket"}
+    assert contract_name("aether_made_up_total", table) is None
+    assert contract_name("aether_request_duration_seconds_bucket", table) == "aether_request_duration_seconds"
