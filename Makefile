@@ -5,22 +5,25 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup image lint unit molecule test up clean
+.PHONY: help tools setup image lint unit molecule test up clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 
-setup:             ## Debian packages, venv, promtool/amtool, Docker engine, base image
+tools:             ## Debian packages, venv, promtool/amtool: what lint and unit need (no Docker)
+	bash scripts/setup.sh --tools
+
+setup:             ## tools + Docker engine + base image: what the Molecule scenarios need
 	bash scripts/setup.sh
 
 image:             ## (re)use or build the systemd base image
 	bash scripts/build-image.sh
 
-lint: setup        ## yamllint + ansible-lint (production profile)
+lint: tools        ## yamllint + ansible-lint (production profile)
 	yamllint --strict .
 	ansible-lint
 
-unit: setup        ## controller-side tests (promtool rule tests, templates) and the app's tests
+unit: tools        ## controller-side tests (promtool rule tests, templates) and the app's tests
 	python -m pytest tests -q -p no:cacheprovider
 	python -m pytest app/tests -q -p no:cacheprovider
 

@@ -6,8 +6,12 @@
 #   - the Python venv (.venv) from requirements.txt
 #   - a running Docker engine (started in the background when there is no systemd)
 #   - the systemd base image for the containers (scripts/build-image.sh)
+# With --tools, only what the controller-side checks need (lint, unit tests):
+# no Docker engine, no image.
 # Idempotent: a second run only checks.
 set -euo pipefail
+tools_only=""
+[[ "${1:-}" == "--tools" ]] && tools_only=1
 cd "$(dirname "$0")/.."
 root="$PWD"
 venv="$root/.venv"
@@ -30,8 +34,10 @@ apt_install() {
 # --- Debian packages -----------------------------------------------------------
 missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-command -v dockerd >/dev/null || missing+=(docker.io)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
+if [[ -z "$tools_only" ]]; then
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+fi
 command -v make >/dev/null || missing+=(make)
 if ((${#missing[@]})); then
   apt_install "${missing[@]}"
@@ -71,6 +77,11 @@ extract_tool() { # tool package
 }
 extract_tool promtool prometheus
 extract_tool amtool prometheus-alertmanager
+
+if [[ -n "$tools_only" ]]; then
+  log "tools ready (no Docker engine needed for lint and unit tests)"
+  exit 0
+fi
 
 # --- Docker engine -----------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
