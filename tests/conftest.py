@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -20,10 +21,20 @@ def tool(name):
 
 @pytest.fixture(scope="session")
 def promtool():
-    path = shutil.which("promtool")
+    path = tool("promtool")
     if not path:
         pytest.skip("promtool is not installed (Debian package 'prometheus'; `make setup` installs it)")
     return path
+
+
+def shared_vars(env):
+    """The AetherLink shared settings of an environment, as Ansible resolves them
+    for plain values: the aetherlink role's defaults, overridden by the
+    inventory's group_vars/all files."""
+    values = yaml.safe_load((ROOT / "roles" / "aetherlink" / "defaults" / "main.yml").read_text())
+    for path in sorted((ROOT / "inventories" / env / "group_vars" / "all").glob("*.yml")):
+        values.update(yaml.safe_load(path.read_text()) or {})
+    return values
 
 
 def run(argv, **kwargs):

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, run, shared_vars
 
 RULES_DIR = ROOT / "tests" / "rules"
 FIXTURE = "@" + str(RULES_DIR / "fixture_vars.yml")
@@ -54,7 +54,8 @@ def test_every_environment_renders_valid_rules(promtool, render_rules, tmp_path,
     rendered = render_rules(tmp_path, "-i", str(ROOT / "inventories" / env))
     proc = run([promtool, "check", "rules", str(rendered / "aetherlink.rules.yml"), str(rendered / "aetherlink.alerts.yml")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    shared = yaml.safe_load((ROOT / "inventories" / env / "group_vars" / "all" / "aetherlink.yml").read_text())
+    shared = shared_vars(env)
+    assert shared["aetherlink_environment"] == env
     alerts = {r["alert"]: r for r in yaml.safe_load((rendered / "aetherlink.alerts.yml").read_text())["groups"][0]["rules"]}
     assert alerts["CacheEffectivenessDrop"]["expr"].endswith("< %s" % shared["aetherlink_alert_cache_hit_ratio_min"])
     assert alerts["LowConfidenceSpikeVIP"]["expr"].endswith("> %s" % shared["aetherlink_alert_lowconfidence_vip_max"])

@@ -1,41 +1,44 @@
 """Verify the aether_app role on a live systemd container, through the service's HTTP API.
 
-The tenants come from the environment's shared variables (the same file the role consumed);
-the secrets from the scenario's provisioner environment (molecule.yml), never repeated here.
+The tenants come from the environment's shared variables (testkit.shared_vars(): what the
+role consumed); the secrets from the scenario's provisioner environment (molecule.yml), never
+repeated here.
 Playbooks (smoke.yml, converge.yml) are run against this scenario's inventory, as an operator
 would run them.
 """
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
-ROOT = SCENARIO.parents[3]
-SHARED_VARS = ROOT / "inventories" / "local" / "group_vars" / "all" / "aetherlink.yml"
-ROLE_DEFAULTS = yaml.safe_load((SCENARIO.parents[1] / "defaults" / "main.yml").read_text())
+SHARED = Path(__file__).resolve().parents[5] / "molecule" / "shared"  # testkit: the scenarios' shared helpers
+if str(SHARED) not in sys.path:
+    sys.path.insert(0, str(SHARED))
+
+import testkit  # noqa: E402
+from testkit import (  # noqa: E402
+    ROOT, assert_unchanged, changed_hosts, diff_added_lines, load_yaml, main_pid, metric_sum, scenario_env, scrape,
+    shared_vars, wait_until,
+)
+
+ROLE_DEFAULTS = load_yaml(SCENARIO.parents[1] / "defaults" / "main.yml")
+APP_HOST = "aether-app-1"
+SERVICE = "aetherlink"
 API = "http://127.0.0.1:8000"
+# The admin key only (no_log, never in a diff) ...
 ENV_FILE = "/etc/aetherlink/aetherlink.env"
+# ... and every other setting of the service (shown by --diff).
+SETTINGS_FILE = "/etc/aetherlink/settings.env"
 SMOKE_REQUESTS = 10
 
-
-def scenario_env(name):
-    value = os.environ.get(name)
-    if not value:
-        value = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["env"][name]
-    return value
-
-
-ADMIN_KEY = scenario_env("AETHER_ADMIN_KEY")
-SEED = scenario_env("AETHER_TENANT_KEY_SEED")
+ADMIN_KEY = scenario_env(SCENARIO, "AETHER_ADMIN_KEY")
+SEED = scenario_env(SCENARIO, "AETHER_TENANT_KEY_SEED")
 
 
 def tenant_key(name):
@@ -45,7 +48,7 @@ def tenant_key(name):
 
 @pytest.fixture(scope="module")
 def tenants():
-    return yaml.safe_load(SHARED_VARS.read_text())["aetherlink_tenants"]
+    return shared_vars()["aetherlink_tenants"]
 
 
 def secrets(tenants):
@@ -53,20 +56,9 @@ def secrets(tenants):
 
 
 def run_playbook(playbook, *extra_args, env=None):
-    """Run a playbook against this scenario's inventory; return (rc, output)."""
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    full_env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1",
-                    ANSIBLE_FORCE_COLOR="0", AETHER_ADMIN_KEY=ADMIN_KEY, AETHER_TENANT_KEY_SEED=SEED)
-    full_env.update(env or {})
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(playbook), *extra_args],
-        env=full_env, capture_output=True, text=True, timeout=900, check=False,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def recap_changed(output):
-    return int(re.search(r"aether-app-1\s*:\s*ok=\d+\s+changed=(\d+)", output).group(1))
+    """testkit.run_playbook with the scenario's secrets in the environment (`env` may override them)."""
+    secrets_env = {"AETHER_ADMIN_KEY": ADMIN_KEY, "AETHER_TENANT_KEY_SEED": SEED}
+    return testkit.run_playbook(playbook, *extra_args, env=dict(secrets_env, **(env or {})))
 
 
 def request(host, method, path, key=None, body=None):
@@ -87,41 +79,30 @@ def request(host, method, path, key=None, body=None):
 
 def metrics(host):
     """Samples of /metrics: {(name, frozenset(labels)): value}."""
-    samples = {}
-    for line in host.check_output("curl -sS %s", API + "/metrics").splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        samples[(m.group(1), labels)] = float(m.group(3))
-    return samples
-
-
-def value(samples, name, **labels):
-    """Sum of the samples of `name` whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
-
-
-def main_pid(host):
-    return host.check_output("systemctl show --property MainPID --value aetherlink")
+    return scrape(host, API + "/metrics")
 
 
 def wait_healthy(host, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        probe = host.run("curl -sSf %s", API + "/healthz")
-        if probe.rc == 0:
-            return json.loads(probe.stdout)
-        time.sleep(1)
-    raise AssertionError("AetherLink did not answer /healthz within %ss" % timeout)
+    def probe():
+        result = host.run("curl -sSf %s", API + "/healthz")
+        return json.loads(result.stdout) if result.rc == 0 else None
+
+    body = wait_until(probe, timeout=timeout, interval=1)
+    if not body:
+        raise AssertionError("AetherLink did not answer /healthz within %ss" % timeout)
+    return body
+
+
+def live_setting(host, name):
+    """NAME=value of one variable of the running service's environment (the others are not read out)."""
+    return host.check_output("tr '\\0' '\\n' < /proc/%s/environ | grep -E -- %s", main_pid(host, SERVICE), "^%s=" % name)
 
 
 def test_service_runs_unprivileged(host):
     service = host.service("aetherlink")
     assert service.is_running
     assert service.is_enabled
-    pid = main_pid(host)
+    pid = main_pid(host, SERVICE)
     assert pid != "0"
     status = host.file("/proc/%s/status" % pid).content_string
     uid = host.check_output("id -u aetherlink")
@@ -147,7 +128,7 @@ def test_unit_is_hardened_and_sandbox_effective(host):
     assert props["CapabilityBoundingSet"] == ""
     # The sandbox is really in place: in the service's mount namespace the root
     # and /opt are read-only, the data directory writable.
-    mounts = host.file("/proc/%s/mountinfo" % main_pid(host)).content_string
+    mounts = host.file("/proc/%s/mountinfo" % main_pid(host, SERVICE)).content_string
     def options(mountpoint):
         opts = ""
         for line in mounts.splitlines():
@@ -176,8 +157,15 @@ def test_env_file_protects_the_admin_key(host):
     # The key is nowhere else: not in world-readable files, the unit, the command line or the log.
     found = host.run("grep -rlsF -- %s /etc /opt/aetherlink /var/lib/aetherlink /tmp", ADMIN_KEY).stdout.split()
     assert found == [ENV_FILE]
-    assert ADMIN_KEY not in host.file("/proc/%s/cmdline" % main_pid(host)).content_string
+    assert ADMIN_KEY not in host.file("/proc/%s/cmdline" % main_pid(host, SERVICE)).content_string
     assert ADMIN_KEY not in host.check_output("journalctl -u aetherlink --no-pager")
+    # The env file holds the key only; the other settings are in SETTINGS_FILE, as protected.
+    assigned = [line.split("=", 1)[0] for line in env.content_string.splitlines() if line and not line.startswith("#")]
+    assert assigned == ["API_ADMIN_KEY"]
+    settings = host.file(SETTINGS_FILE)
+    assert settings.user == "root"
+    assert settings.group == "aetherlink"
+    assert settings.mode == 0o640
 
 
 def test_healthz(host, tenants):
@@ -219,11 +207,11 @@ def test_smoke_traffic_fills_the_contract_series(host, tenants):
     before = metrics(host)
     rc, out = run_playbook(ROOT / "playbooks" / "smoke.yml", "-e", "smoke_requests_per_tenant=%d" % SMOKE_REQUESTS)
     assert rc == 0, out
-    assert recap_changed(out) == 0
+    assert_unchanged(out, [APP_HOST])
     after = metrics(host)
     for t in (t["name"] for t in tenants):
         def delta(name, **labels):
-            return value(after, name, tenant=t, **labels) - value(before, name, tenant=t, **labels)
+            return metric_sum(after, name, tenant=t, **labels) - metric_sum(before, name, tenant=t, **labels)
         assert delta("aether_cache_requests_total") == SMOKE_REQUESTS, t
         # Repeated questions hit the cache (misses: see the degraded run below).
         hits = delta("aether_cache_hits_total")
@@ -237,9 +225,9 @@ def test_smoke_traffic_fills_the_contract_series(host, tenants):
         assert delta("aether_request_duration_seconds_bucket", route="query", le="+Inf") == SMOKE_REQUESTS, t
         # Non-zero values in absolute terms, as Prometheus sees them.
         for series in ("aether_cache_requests_total", "aether_cache_hits_total", "aether_rag_lowconfidence_total"):
-            assert value(after, series, tenant=t) > 0, (t, series)
-        assert value(after, "aether_rag_answers_total", tenant=t, rerank="true") > 0
-        assert value(after, "aether_rag_answers_total", tenant=t, rerank="false") > 0
+            assert metric_sum(after, series, tenant=t) > 0, (t, series)
+        assert metric_sum(after, "aether_rag_answers_total", tenant=t, rerank="true") > 0
+        assert metric_sum(after, "aether_rag_answers_total", tenant=t, rerank="false") > 0
     assert "Summarise the traffic per tenant" in out
     for secret in secrets(tenants):
         assert secret not in out
@@ -258,7 +246,7 @@ def test_smoke_degrades_the_chosen_tenants(host, tenants):
     after = metrics(host)
     for t in names:
         def delta(name, **labels):
-            return value(after, name, tenant=t, **labels) - value(before, name, tenant=t, **labels)
+            return metric_sum(after, name, tenant=t, **labels) - metric_sum(before, name, tenant=t, **labels)
         hit_ratio = delta("aether_cache_hits_total") / delta("aether_cache_requests_total")
         low_ratio = delta("aether_rag_lowconfidence_total") / delta("aether_rag_answers_total")
         if t == cache_bad:
@@ -281,10 +269,10 @@ def test_smoke_rejects_unknown_tenants():
 
 
 def test_restart_keeps_tenants_keys_and_documents(host, tenants):
-    pid = main_pid(host)
+    pid = main_pid(host, SERVICE)
     host.check_output("systemctl restart aetherlink")
     wait_healthy(host)
-    assert main_pid(host) != pid
+    assert main_pid(host, SERVICE) != pid
     status, body = request(host, "GET", "/v1/admin/tenants", key=ADMIN_KEY)
     assert status == 200
     assert {t["name"] for t in body["tenants"]} == {t["name"] for t in tenants}
@@ -299,14 +287,14 @@ def test_restart_keeps_tenants_keys_and_documents(host, tenants):
 def test_source_change_reinstalls_and_runs_never_show_secrets(host, tenants, tmp_path):
     """A new wheel is installed and the service restarted; back to the original the same way.
 
-    Both runs are verbose with --diff and change the env file: no secret may appear.
+    Both runs are verbose with --diff and change the settings file: no secret may appear.
     """
     source = tmp_path / "app"
     shutil.copytree(ROOT / "app", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests"))
     init = source / "src" / "aetherlink" / "__init__.py"
     init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.1.0+molecule"'))
     assert "0.1.0+molecule" in init.read_text()
-    pid = main_pid(host)
+    pid = main_pid(host, SERVICE)
     converge = SCENARIO / "converge.yml"
     try:
         rc, out = run_playbook(converge, "-v", "--diff", "-e", json.dumps({
@@ -319,42 +307,63 @@ def test_source_change_reinstalls_and_runs_never_show_secrets(host, tenants, tmp
         for secret in secrets(tenants):
             assert secret not in out
         assert wait_healthy(host)["version"] == "0.1.0+molecule"
-        assert main_pid(host) != pid
-        assert "AETHER_LOG_LEVEL=debug" in host.file(ENV_FILE).content_string
+        assert main_pid(host, SERVICE) != pid
+        assert "AETHER_LOG_LEVEL=debug" in host.file(SETTINGS_FILE).content_string
         assert [f for f in host.file("/opt/aetherlink/wheelhouse").listdir() if f.startswith("aetherlink-")] == [
             "aetherlink-0.1.0+molecule-py3-none-any.whl"]
     finally:
         rc, out = run_playbook(converge, "-v", "--diff")
     assert rc == 0, out
-    assert recap_changed(out) > 0
+    assert APP_HOST in changed_hosts(out), out
     for secret in secrets(tenants):
         assert secret not in out
     assert wait_healthy(host)["version"] == "0.1.0"
-    assert "AETHER_LOG_LEVEL=info" in host.file(ENV_FILE).content_string
+    assert "AETHER_LOG_LEVEL=info" in host.file(SETTINGS_FILE).content_string
     assert not any(f.startswith("aetherlink-0.1.0+") for f in host.file("/opt/aetherlink/wheelhouse").listdir())
 
 
 def test_check_mode_reports_no_change(host, tenants):
-    pid = main_pid(host)
+    pid = main_pid(host, SERVICE)
     rc, out = run_playbook(SCENARIO / "converge.yml", "--check", "--diff", "-v")
     assert rc == 0, out
-    assert recap_changed(out) == 0, out
+    assert_unchanged(out, [APP_HOST])
     for secret in secrets(tenants):
         assert secret not in out
-    assert main_pid(host) == pid
+    assert main_pid(host, SERVICE) == pid
+
+
+def test_check_diff_previews_change_without_touching_host(host, tenants):
+    """converge.yml --check --diff with a new cache TTL: the diff shows it, the service keeps the old one."""
+    old = int(ROLE_DEFAULTS["aether_app_cache_ttl_seconds"])
+    new = old + 60
+    checksums = {path: host.file(path).sha256sum for path in (SETTINGS_FILE, ENV_FILE)}
+    pid = main_pid(host, SERVICE)
+    rc, out = run_playbook(SCENARIO / "converge.yml", "--check", "--diff", "-v",
+                           "-e", json.dumps({"aether_app_cache_ttl_seconds": new}))
+    assert rc == 0, out
+    assert "+AETHER_CACHE_TTL_SECONDS=%d" % new in [line.rstrip() for line in diff_added_lines(out, SETTINGS_FILE)], out
+    assert diff_added_lines(out, ENV_FILE) == [], "the admin key file's diff is shown"
+    assert APP_HOST in changed_hosts(out), out
+    for secret in secrets(tenants):
+        assert secret not in out
+    # Nothing reached the host: same files, same process, which still runs with the old TTL.
+    assert {path: host.file(path).sha256sum for path in checksums} == checksums
+    assert "AETHER_CACHE_TTL_SECONDS=%d\n" % old in host.file(SETTINGS_FILE).content_string
+    assert main_pid(host, SERVICE) == pid
+    assert live_setting(host, "AETHER_CACHE_TTL_SECONDS") == "AETHER_CACHE_TTL_SECONDS=%d" % old
 
 
 def test_bad_input_rejected_before_touching_host(host):
-    pid = main_pid(host)
+    pid = main_pid(host, SERVICE)
     converge = SCENARIO / "converge.yml"
     rc, out = run_playbook(converge, env={"AETHER_ADMIN_KEY": "short-key"})
     assert rc != 0
     assert "aether_app_admin_key must be 20-256 characters" in out
     assert "got 9 characters" in out and "short-key" not in out
-    rc, out = run_playbook(converge, "-e", "aether_app_port=80")
+    rc, out = run_playbook(converge, "-e", "aetherlink_app_port=80")
     assert rc != 0
-    assert "aether_app_port must be an integer from 1024 to 65535" in out
-    tenants = yaml.safe_load(SHARED_VARS.read_text())["aetherlink_tenants"]
+    assert "aetherlink_app_port must be from 1024 to 65535" in out
+    tenants = shared_vars()["aetherlink_tenants"]
     bad = [dict(tenants[0], lowconf_threshold=1.5)] + tenants[1:]
     rc, out = run_playbook(converge, "-e", json.dumps({"aetherlink_tenants": bad}))
     assert rc != 0
@@ -363,5 +372,5 @@ def test_bad_input_rejected_before_touching_host(host):
     assert rc != 0
     assert "aether_app_tenant_key_seed must be a secret of at least 16 characters" in out
     # Nothing reached the host: same process, same configuration.
-    assert main_pid(host) == pid
-    assert "AETHER_PORT=8000" in host.file(ENV_FILE).content_string
+    assert main_pid(host, SERVICE) == pid
+    assert "AETHER_PORT=8000" in host.file(SETTINGS_FILE).content_string

@@ -9,7 +9,7 @@ cluster peer timeout 5s.
 import json
 import os
 import re
-import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -17,11 +17,21 @@ from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
-ROOT = SCENARIO.parents[3]
+SHARED = Path(__file__).resolve().parents[5] / "molecule" / "shared"  # testkit: the scenarios' shared helpers
+if str(SHARED) not in sys.path:
+    sys.path.insert(0, str(SHARED))
+
+from testkit import (  # noqa: E402
+    assert_unchanged, changed_hosts, diff_added_lines, http_json, main_pid, metric_sum, run_playbook, scenario_env,
+    scrape, shared_vars, wait_until,
+)
+
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+AM_HOSTS = ["alertmanager-1", "alertmanager-2"]
+SERVICE = "prometheus-alertmanager"
+CONFIG_FILE = "/etc/prometheus/alertmanager.yml"
 AM_API = "http://127.0.0.1:9093"
 RECEIVER_API = "https://127.0.0.1:8443/requests"
 GROUP_WAIT = 2
@@ -29,10 +39,7 @@ SETTLE = 2 * 5 + GROUP_WAIT + 5  # both peers' waits + group_wait + margin: any 
 
 
 def webhook_url():
-    url = os.environ.get("SLACK_WEBHOOK_URL")
-    if not url:
-        url = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["env"]["SLACK_WEBHOOK_URL"]
-    return url
+    return scenario_env(SCENARIO, "SLACK_WEBHOOK_URL")
 
 
 def get(name):
@@ -41,7 +48,7 @@ def get(name):
 
 @pytest.fixture(scope="module")
 def ams():
-    return [get("alertmanager-1"), get("alertmanager-2")]
+    return [get(name) for name in AM_HOSTS]
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +57,12 @@ def receiver():
 
 
 def am_get(host, path):
-    return json.loads(host.check_output("curl -sS %s", AM_API + path))
+    return http_json(host, AM_API + path)
 
 
-def metric(host, name, labels=""):
-    text = host.check_output("curl -sS %s", AM_API + "/metrics")
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if labels in line:
-                total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def main_pid(host):
-    return host.check_output("systemctl show --property MainPID --value prometheus-alertmanager")
+def metric(host, name, **labels):
+    """Sum of the samples of `name` on this Alertmanager whose labels include `labels`."""
+    return metric_sum(scrape(host, AM_API + "/metrics"), name, **labels)
 
 
 def iso(dt):
@@ -102,13 +100,11 @@ def messages(receiver, tenant):
 
 
 def wait_for(receiver, tenant, count, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    """The tenant's messages once there are `count` of them; after `timeout`, whatever there is."""
+    def enough():
         found = messages(receiver, tenant)
-        if len(found) >= count:
-            return found
-        time.sleep(0.5)
-    return messages(receiver, tenant)
+        return found if len(found) >= count else None
+    return wait_until(enough, timeout=timeout, interval=0.5) or messages(receiver, tenant)
 
 
 def unique_tenant(prefix):
@@ -116,13 +112,9 @@ def unique_tenant(prefix):
 
 
 def converge(*extra, url=None):
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1",
-               SLACK_WEBHOOK_URL=webhook_url() if url is None else url)
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", os.path.dirname(INVENTORY), str(SCENARIO / "converge.yml"), *extra],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
+    """Run the scenario's converge.yml with the webhook URL (default: the scenario's) in the environment."""
+    return run_playbook(SCENARIO / "converge.yml", *extra,
+                        env={"SLACK_WEBHOOK_URL": webhook_url() if url is None else url})
 
 
 def test_services_running(ams):
@@ -133,12 +125,8 @@ def test_services_running(ams):
 
 def test_cluster_ready_with_two_peers(ams):
     for am in ams:
-        deadline = time.time() + 60
-        while True:
-            cluster = am_get(am, "/api/v2/status")["cluster"]
-            if cluster["status"] == "ready" or time.time() > deadline:
-                break
-            time.sleep(1)
+        wait_until(lambda: am_get(am, "/api/v2/status")["cluster"]["status"] == "ready", timeout=60, interval=1)
+        cluster = am_get(am, "/api/v2/status")["cluster"]
         assert cluster["status"] == "ready"
         assert len(cluster["peers"]) == 2
 
@@ -220,16 +208,15 @@ def test_ordinary_tenant_warning_is_not_inhibited(ams, receiver):
 
 def test_notification_not_lost_while_receiver_is_down(ams, receiver):
     tenant = unique_tenant("outage")
-    failed_before = sum(metric(am, "alertmanager_notifications_failed_total", 'integration="slack"') for am in ams)
+    def failed_total():
+        return sum(metric(am, "alertmanager_notifications_failed_total", integration="slack") for am in ams)
+
+    failed_before = failed_total()
     receiver.check_output("systemctl stop slack-receiver")
     try:
         post_alert(ams, "LowConfidenceSpike", tenant, "warning")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            failed = sum(metric(am, "alertmanager_notifications_failed_total", 'integration="slack"') for am in ams)
-            if failed > failed_before:
-                break
-            time.sleep(1)
+        wait_until(lambda: failed_total() > failed_before, timeout=60, interval=1)
+        failed = failed_total()
         assert failed > failed_before, "Alertmanager never tried the receiver while it was down"
     finally:
         receiver.check_output("systemctl start slack-receiver")
@@ -245,24 +232,24 @@ def test_notification_not_lost_while_receiver_is_down(ams, receiver):
 
 
 def test_config_change_is_live_after_reload_with_same_process(ams):
-    pids = [main_pid(am) for am in ams]
+    pids = [main_pid(am, SERVICE) for am in ams]
     try:
         rc, out = converge("-e", "alertmanager_repeat_interval=3h")
         assert rc == 0, out
         for am, pid in zip(ams, pids):
             assert "repeat_interval: 3h" in am_get(am, "/api/v2/status")["config"]["original"]
-            assert main_pid(am) == pid, "Alertmanager was restarted instead of reloaded"
+            assert main_pid(am, SERVICE) == pid, "Alertmanager was restarted instead of reloaded"
             assert metric(am, "alertmanager_config_last_reload_successful") == 1
     finally:
         rc, out = converge()
         assert rc == 0, out
     for am, pid in zip(ams, pids):
         assert "repeat_interval: 1h" in am_get(am, "/api/v2/status")["config"]["original"]
-        assert main_pid(am) == pid
+        assert main_pid(am, SERVICE) == pid
 
 
 def test_broken_config_fails_with_amtool_message_and_cluster_keeps_running(ams):
-    pids = [main_pid(am) for am in ams]
+    pids = [main_pid(am, SERVICE) for am in ams]
     before = [am.file("/etc/prometheus/alertmanager.yml").sha256sum for am in ams]
     rc, out = converge("-e", json.dumps({"alertmanager_extra_routes": [{"receiver": "no-such-receiver"}]}))
     assert rc != 0
@@ -270,7 +257,7 @@ def test_broken_config_fails_with_amtool_message_and_cluster_keeps_running(ams):
     assert 'undefined receiver "no-such-receiver"' in out, out
     for am, pid, sha in zip(ams, pids, before):
         assert am.file("/etc/prometheus/alertmanager.yml").sha256sum == sha
-        assert main_pid(am) == pid
+        assert main_pid(am, SERVICE) == pid
         cluster = am_get(am, "/api/v2/status")["cluster"]
         assert cluster["status"] == "ready" and len(cluster["peers"]) == 2
 
@@ -279,7 +266,7 @@ def test_webhook_url_never_in_task_output():
     url = webhook_url()
     rc, out = converge("-v", "--diff")
     assert rc == 0, out
-    assert "changed=0" in out
+    assert_unchanged(out, AM_HOSTS)
     token = url.rsplit("/", 1)[1]
     assert token not in out
     assert url not in out
@@ -311,3 +298,24 @@ def test_no_url_gives_warning_and_valid_config_without_slack(ams):
         assert rc == 0, out
     for am in ams:
         assert "slack_configs" in am_get(am, "/api/v2/status")["config"]["original"]
+
+
+def test_check_diff_previews_change_without_touching_host(ams):
+    """converge.yml --check --diff with a new VIP pattern: the diff shows it, neither peer gets it."""
+    url = webhook_url()
+    old_pattern = shared_vars()["aetherlink_vip_tenant_pattern"]
+    before = [am.file(CONFIG_FILE).sha256sum for am in ams]
+    pids = [main_pid(am, SERVICE) for am in ams]
+    rc, out = converge("--check", "--diff", "-v", "-e", "aetherlink_vip_tenant_pattern=gold-.*")
+    assert rc == 0, out
+    assert any("gold-.*" in line for line in diff_added_lines(out, CONFIG_FILE)), out
+    assert set(AM_HOSTS) <= set(changed_hosts(out)), out
+    for am, sha, pid in zip(ams, before, pids):
+        assert am.file(CONFIG_FILE).sha256sum == sha
+        assert main_pid(am, SERVICE) == pid
+        original = am_get(am, "/api/v2/status")["config"]["original"]
+        assert "gold-" not in original
+        assert old_pattern in original
+        assert metric(am, "alertmanager_config_last_reload_successful") == 1
+    assert url not in out
+    assert url.rsplit("/", 1)[1] not in out

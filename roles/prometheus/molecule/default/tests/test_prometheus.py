@@ -1,23 +1,29 @@
 """Verify the prometheus role on a live container, through Prometheus' HTTP API.
 
 The expected thresholds, durations and VIP pattern are read from the
-environment's shared variables (the same file the role consumed), never
-repeated here.
+environment's shared variables (testkit.shared_vars(): what the role consumed),
+never repeated here.
 """
 
 import json
-import os
 import re
-import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[5]
-SHARED_VARS = ROOT / "inventories" / "local" / "group_vars" / "all" / "aetherlink.yml"
+SCENARIO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[5] / "molecule" / "shared"  # testkit: the scenarios' shared helpers
+if str(SHARED) not in sys.path:
+    sys.path.insert(0, str(SHARED))
+
+from testkit import (  # noqa: E402
+    ROOT, changed_hosts, diff_added_lines, http_json, main_pid, metric_sum, run_playbook, scrape, shared_vars, wait_until,
+)
+
 API = "http://127.0.0.1:9090"
+SERVICE = "prometheus"
+ALERTS_FILE = "/etc/prometheus/rules/aetherlink.alerts.yml"
 
 RECORDING_RULES = {
     "aether:cache_hit_ratio:5m",
@@ -45,12 +51,13 @@ def seconds(duration):
 
 @pytest.fixture(scope="module")
 def shared():
-    return yaml.safe_load(SHARED_VARS.read_text())
+    return shared_vars()
 
 
 def api(host, path, method="GET"):
-    out = host.check_output("curl -sS -X %s %s%s", method, API, path)
-    return json.loads(out) if path.startswith("/api/") else out
+    if path.startswith("/api/"):
+        return http_json(host, API + path, method)
+    return host.check_output("curl -sS -X %s %s%s", method, API, path)
 
 
 def rules_by_name(host):
@@ -59,23 +66,14 @@ def rules_by_name(host):
 
 
 def reload_successful(host):
-    metrics = api(host, "/metrics")
-    return float(re.search(r"^prometheus_config_last_reload_successful (\S+)$", metrics, re.M).group(1))
-
-
-def main_pid(host):
-    return host.check_output("systemctl show --property MainPID --value prometheus")
+    samples = scrape(host, API + "/metrics")
+    assert any(name == "prometheus_config_last_reload_successful" for name, _ in samples), "metric missing"
+    return metric_sum(samples, "prometheus_config_last_reload_successful")
 
 
 def run_fast_path(*extra_args):
     """Run playbooks/rules.yml against this scenario's inventory; return (rc, output)."""
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(ROOT / "playbooks" / "rules.yml"), *extra_args],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
+    return run_playbook(ROOT / "playbooks" / "rules.yml", *extra_args)
 
 
 def test_service_running_with_lifecycle_api(host):
@@ -83,19 +81,18 @@ def test_service_running_with_lifecycle_api(host):
     assert service.is_running
     assert service.is_enabled
     assert "--web.enable-lifecycle" in host.file("/etc/default/prometheus").content_string
-    assert "--web.enable-lifecycle" in host.check_output("cat /proc/%s/cmdline | tr '\\0' ' '", main_pid(host))
+    assert "--web.enable-lifecycle" in host.check_output("cat /proc/%s/cmdline | tr '\\0' ' '", main_pid(host, SERVICE))
 
 
 def test_recording_rules_loaded(host, shared):
     # A rule's health is "unknown" until its group's first evaluation, up to
     # one interval (30s) after a (re)load: wait for it, then it must be "ok".
-    deadline = time.time() + 70
-    while True:
+    def recording_rules():
         groups = api(host, "/api/v1/rules?type=record")["data"]["groups"]
-        health = {r["name"]: r["health"] for g in groups for r in g["rules"]}
-        if "unknown" not in health.values() or time.time() > deadline:
-            break
-        time.sleep(2)
+        return groups, {r["name"]: r["health"] for g in groups for r in g["rules"]}
+
+    wait_until(lambda: "unknown" not in recording_rules()[1].values(), timeout=70, interval=2)
+    groups, health = recording_rules()
     assert set(health) == RECORDING_RULES
     assert {g["interval"] for g in groups} == {30}
     assert set(health.values()) == {"ok"}, health
@@ -123,13 +120,11 @@ def test_last_reload_successful(host):
 
 def test_targets_follow_inventory(host):
     # A target's health is "unknown" until its first scrape (one interval).
-    deadline = time.time() + 60
-    while True:
-        active = api(host, "/api/v1/targets")["data"]["activeTargets"]
-        jobs = {t["labels"]["job"]: t for t in active}
-        if jobs.get("prometheus", {}).get("health", "unknown") != "unknown" or time.time() > deadline:
-            break
-        time.sleep(2)
+    def targets():
+        return {t["labels"]["job"]: t for t in api(host, "/api/v1/targets")["data"]["activeTargets"]}
+
+    wait_until(lambda: targets().get("prometheus", {}).get("health", "unknown") != "unknown", timeout=60, interval=2)
+    jobs = targets()
     assert set(jobs) == {"prometheus", "alertmanager", "aether_app"}
     assert jobs["prometheus"]["health"] == "up"
     assert jobs["alertmanager"]["labels"]["instance"] == "alertmanager-test"
@@ -147,7 +142,7 @@ def test_config_files_not_world_readable(host):
 
 
 def test_fast_path_reloads_without_restart_and_purges_stale_rules(host, shared):
-    pid = main_pid(host)
+    pid = main_pid(host, SERVICE)
     host.check_output("echo 'groups: []' > /etc/prometheus/rules/stale.yml")
     new_threshold = shared["aetherlink_alert_cache_hit_ratio_min"] + 7
     custom = [{"name": "operator", "rules": [{"record": "aether:answers:rate5m",
@@ -159,7 +154,7 @@ def test_fast_path_reloads_without_restart_and_purges_stale_rules(host, shared):
         rules = rules_by_name(host)
         assert rules["CacheEffectivenessDrop"]["query"].strip().endswith("< %s" % new_threshold)
         assert "aether:answers:rate5m" in rules
-        assert main_pid(host) == pid, "Prometheus was restarted instead of reloaded"
+        assert main_pid(host, SERVICE) == pid, "Prometheus was restarted instead of reloaded"
         assert reload_successful(host) == 1
         assert not host.file("/etc/prometheus/rules/stale.yml").exists
     finally:
@@ -170,11 +165,11 @@ def test_fast_path_reloads_without_restart_and_purges_stale_rules(host, shared):
     # The operator's group is gone with its variable: its file was purged.
     assert "aether:answers:rate5m" not in rules
     assert not host.file("/etc/prometheus/rules/custom.rules.yml").exists
-    assert main_pid(host) == pid
+    assert main_pid(host, SERVICE) == pid
 
 
 def test_broken_rule_fails_play_and_keeps_last_good_rules(host):
-    pid = main_pid(host)
+    pid = main_pid(host, SERVICE)
     before = rules_by_name(host)
     broken = [{"name": "broken", "rules": [{"record": "aether:broken", "expr": "sum(rate(x[5m])"}]}]
     rc, out = run_fast_path("-e", json.dumps({"prometheus_custom_rule_groups": broken}))
@@ -183,7 +178,7 @@ def test_broken_rule_fails_play_and_keeps_last_good_rules(host):
     assert re.search(r"unclosed left parenthesis|parse error", out), out
     assert not host.file("/etc/prometheus/rules/custom.rules.yml").exists
     assert rules_by_name(host).keys() == before.keys()
-    assert main_pid(host) == pid
+    assert main_pid(host, SERVICE) == pid
     assert reload_successful(host) == 1
     assert api(host, "/-/ready").strip().startswith("Prometheus")
 
@@ -198,3 +193,23 @@ def test_bad_threshold_rejected_before_touching_host(host):
     rc, out = run_fast_path("-e", "aetherlink_alert_lowconfidence_vip_for=5minutes")
     assert rc != 0
     assert "aetherlink_alert_lowconfidence_vip_for must be a Prometheus duration" in out
+
+
+def test_check_diff_previews_change_without_touching_host(host, shared):
+    """converge.yml --check --diff with a new threshold: the diff shows it, the host keeps the old one."""
+    old = shared["aetherlink_alert_cache_hit_ratio_min"]
+    new = old - 5
+    checksum = host.file(ALERTS_FILE).sha256sum
+    pid = main_pid(host, SERVICE)
+    rc, out = run_playbook(SCENARIO / "converge.yml", "--check", "--diff",
+                           "-e", json.dumps({"aetherlink_alert_cache_hit_ratio_min": new}))
+    assert rc == 0, out
+    threshold = re.compile(r"<\s*%s(?![\d.])" % re.escape(str(new)))
+    assert any(threshold.search(line) for line in diff_added_lines(out, ALERTS_FILE)), out
+    assert host.backend.get_hostname() in changed_hosts(out), out
+    # Nothing reached the host: same file, same process, the live rule keeps the old threshold.
+    assert host.file(ALERTS_FILE).sha256sum == checksum
+    assert main_pid(host, SERVICE) == pid
+    query = " ".join(rules_by_name(host)["CacheEffectivenessDrop"]["query"].split())
+    assert query.endswith("< %s" % old), query
+    assert reload_successful(host) == 1
