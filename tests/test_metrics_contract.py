@@ -2,8 +2,10 @@
 
 The metric table of docs/metrics.md is the reference: the app (the
 `aetherlink` package, installed editable in the venv) must register exactly
-those metric families with exactly those label names and types, and every raw
-metric that the recording rules template reads must be in the table.
+those metric families with exactly those label names and types, every raw
+metric that the recording rules template reads must be in the table, every
+series the template records must be named in docs/metrics.md, and the
+histogram bounds the shared checks accept must be the app's.
 """
 
 import re
@@ -15,9 +17,11 @@ from conftest import ROOT
 
 DOC = ROOT / "docs" / "metrics.md"
 RULES_TEMPLATE = ROOT / "roles" / "prometheus" / "templates" / "aetherlink.rules.yml.j2"
+SHARED_VARS = ROOT / "roles" / "aetherlink" / "vars" / "main.yml"
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
                 "group_left", "group_right", "inf", "nan"}
+JINJA = "JINJA"  # stands for a templated value (a price, a weight, a window) in rule_expressions()
 
 
 def contract_table(text=None):
@@ -65,19 +69,20 @@ def raw_metrics(expr):
     names = set()
     for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
         word = match.group(0)
-        if expr[match.end():].lstrip().startswith("(") or word.lower() in PROMQL_WORDS or ":" in word:
+        if expr[match.end():].lstrip().startswith("(") or word.lower() in PROMQL_WORDS or ":" in word or word == JINJA:
             continue
         names.add(word)
     return names
 
 
 def rule_expressions():
+    """[(record or alert name, expr)] of the template; a loop's body counts once, {{ ... }} becomes JINJA."""
     text = RULES_TEMPLATE.read_text()
     text = re.sub(r"\{#.*?#\}", "", text, flags=re.S)
     text = re.sub(r"\{%.*?%\}", "", text, flags=re.S)
-    text = re.sub(r"\{\{.*?\}\}", "JINJA", text, flags=re.S)
+    text = re.sub(r"\{\{.*?\}\}", JINJA, text, flags=re.S)
     rules = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
-    return {r.get("record") or r.get("alert"): r["expr"] for r in rules}
+    return [(r.get("record") or r.get("alert"), r["expr"]) for r in rules]
 
 
 def contract_name(raw, table):
@@ -127,13 +132,31 @@ def test_recording_rules_read_only_contract_metrics():
     table, expressions = contract_table(), rule_expressions()
     assert expressions, "no rules found in %s" % RULES_TEMPLATE
     used = set()
-    for record, expr in expressions.items():
+    for record, expr in expressions:
         for raw in raw_metrics(expr):
             assert contract_name(raw, table), "%s reads %s, which is not in docs/metrics.md" % (record, raw)
             used.add(contract_name(raw, table))
-    # the four answer-path counters are what the six recording rules are made of
-    assert {"aether_cache_requests_total", "aether_cache_hits_total",
-            "aether_rag_answers_total", "aether_rag_lowconfidence_total"} <= used
+    # the answer-path counters (seed rules, billing), the HTTP counter (errors,
+    # availability) and the histogram (latency): every metric of the contract
+    assert used == set(table), "no rule reads %s" % sorted(set(table) - used)
+
+
+def test_recorded_series_are_documented():
+    """Every series the template records is named in docs/metrics.md (a templated
+    suffix, such as a window, as `<...>`)."""
+    doc = DOC.read_text()
+    missing = set()
+    for record, _ in rule_expressions():
+        name = record.split(JINJA)[0] + ("<" if JINJA in record else "`")
+        if "`" + name not in doc:
+            missing.add(record.replace(JINJA, "<...>"))
+    assert not missing, "docs/metrics.md does not name %s" % sorted(missing)
+
+
+def test_checked_latency_bounds_are_the_apps():
+    """The shared checks accept as SLA latency threshold only a bound of the app's histogram."""
+    bounds = yaml.safe_load(SHARED_VARS.read_text())["_aetherlink_latency_bucket_bounds"]
+    assert bounds == [float(b) for b in metrics_module.DURATION_BUCKETS]
 
 
 def test_rule_parser_sees_raw_metrics():

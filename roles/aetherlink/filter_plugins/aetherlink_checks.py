@@ -15,6 +15,16 @@ def is_duration(value):
     return bool(_DURATION.match(str(value)))
 
 
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_seconds(value):
+    """Seconds of a Prometheus duration (``1h30m`` -> 5400); a ValueError names what is wrong."""
+    if not is_duration(value):
+        raise ValueError("not a Prometheus duration: %r" % (value,))
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", str(value)))
+
+
 def regex_error(pattern):
     """Return why ``pattern`` is not a usable Prometheus (RE2) regex, or ''."""
     if not isinstance(pattern, str) or not pattern:
@@ -30,4 +40,8 @@ def regex_error(pattern):
 
 class FilterModule:
     def filters(self):
-        return {"aetherlink_regex_error": regex_error, "aetherlink_is_duration": is_duration}
+        return {
+            "aetherlink_regex_error": regex_error,
+            "aetherlink_is_duration": is_duration,
+            "aetherlink_duration_seconds": duration_seconds,
+        }
