@@ -37,8 +37,9 @@ def shared_vars(env):
     return values
 
 
-def run(argv, **kwargs):
+def run(argv, env_extra=None, **kwargs):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env.update(env_extra or {})
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False, **kwargs)
 
 
