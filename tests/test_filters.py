@@ -323,47 +323,66 @@ def test_http_failures_names_the_wrong_argument(args, argument):
 # --- Summaries ----------------------------------------------------------------
 
 
-def answer(tenant, cached=False, low=False, reranked=False, **extra):
-    return uri_result(
-        {"tenant": tenant, "question": "q", "rerank": reranked},
-        200,
-        dict({"cached": cached, "low_confidence": low, "reranked": reranked}, **extra),
-    )
+def sender_report(tenants, codes=None, elapsed=0.25, concurrency=8):
+    """A smoke sender report (roles/aether_app/files/aetherlink_smoke.py) with the given per-tenant counts."""
+    report = {"tenants": {}, "totals": {"sent": 0, "codes": codes or {}}, "failures": [], "stopped": None,
+              "concurrency": concurrency, "timeout": 600.0, "elapsed_seconds": elapsed}
+    for tenant, (sent, cached, low, reranked) in tenants.items():
+        report["tenants"][tenant] = {"planned": sent, "sent": sent, "codes": {"200": sent} if sent else {},
+                                     "cached": cached, "low_confidence": low, "reranked": reranked,
+                                     "invalid_answers": 0, "errors": []}
+        report["totals"]["sent"] += sent
+    if codes is None:
+        report["totals"]["codes"] = {"200": report["totals"]["sent"]} if report["totals"]["sent"] else {}
+    report["requests_per_second"] = round(report["totals"]["sent"] / elapsed, 1)
+    return report
 
 
 def test_smoke_summary_text_per_tenant():
-    results = (
-        [answer("a", cached=i % 2 == 0, low=i == 2, reranked=i % 3 == 0) for i in range(3)]
-        + [answer("b", low=True) for _ in range(4)]
-        + [answer("c", cached=True, reranked=True)]
-    )
-    assert data.smoke_summary(results, ["a", "b", "c"], ["a"], ["b"]) == [
+    report = sender_report({"a": (3, 2, 1, 1), "b": (4, 0, 4, 0), "c": (1, 1, 0, 1)})
+    assert data.smoke_summary(report, ["a", "b", "c"], ["a"], ["b"]) == [
         "a: 3 queries, cache hits 2 (66.7%), low confidence 1 (33.3%), reranked 1 [cache degraded]",
         "b: 4 queries, cache hits 0 (0.0%), low confidence 4 (100.0%), reranked 0 [confidence degraded]",
         "c: 1 queries, cache hits 1 (100.0%), low confidence 0 (0.0%), reranked 1",
+        "all tenants: 8 queries in 0.25 s (32.0 requests/s, concurrency 8), HTTP 200: 8",
     ]
 
 
 def test_smoke_summary_marks_both_degradations_and_guards_no_answers():
-    results = [answer("a", cached=True), uri_result({"tenant": "b"}, skipped=True)]
-    assert data.smoke_summary(results, ["a", "b"], ["b"], ["b"]) == [
+    # b is missing from the report (no request of its was planned or sent).
+    report = sender_report({"a": (1, 1, 0, 0)})
+    assert data.smoke_summary(report, ["a", "b"], ["b"], ["b"]) == [
         "a: 1 queries, cache hits 1 (100.0%), low confidence 0 (0.0%), reranked 0",
         "b: 0 queries, cache hits 0 (0.0%), low confidence 0 (0.0%), reranked 0 [cache degraded] [confidence degraded]",
+        "all tenants: 1 queries in 0.25 s (4.0 requests/s, concurrency 8), HTTP 200: 1",
     ]
+    assert data.smoke_summary(sender_report({}), ["a"], [], [])[-1] == (
+        "all tenants: 0 queries in 0.25 s (0.0 requests/s, concurrency 8), no answers"
+    )
 
 
-def test_smoke_summary_counts_an_answer_without_json_as_a_query():
-    results = [answer("a", cached=True), uri_result({"tenant": "a"}, -1, msg="refused")]
-    assert data.smoke_summary(results, ["a"], [], []) == [
-        "a: 2 queries, cache hits 1 (50.0%), low confidence 0 (0.0%), reranked 0",
+def test_smoke_summary_counts_every_request_sent_and_lists_the_codes():
+    """A request without an answer (code -1) or with an error status is a query too."""
+    report = sender_report({"a": (3, 1, 0, 0)}, codes={"-1": 1, "200": 1, "401": 1})
+    assert data.smoke_summary(report, ["a"], [], []) == [
+        "a: 3 queries, cache hits 1 (33.3%), low confidence 0 (0.0%), reranked 0",
+        "all tenants: 3 queries in 0.25 s (12.0 requests/s, concurrency 8), HTTP -1: 1, HTTP 200: 1, HTTP 401: 1",
     ]
 
 
 def test_smoke_summary_names_the_wrong_argument():
+    with pytest.raises(AnsibleFilterError, match="^aetherlink_smoke_summary: report must be the smoke sender's report"):
+        data.smoke_summary([], ["a"], [], [])
+    with pytest.raises(AnsibleFilterError, match="^aetherlink_smoke_summary: report must be"):
+        data.smoke_summary({"totals": {}}, ["a"], [], [])
     with pytest.raises(AnsibleFilterError, match="^aetherlink_smoke_summary: tenants must be a list"):
-        data.smoke_summary([], "a,b", [], [])
+        data.smoke_summary(sender_report({}), "a,b", [], [])
     with pytest.raises(AnsibleFilterError, match="^aetherlink_smoke_summary: degrade_confidence must be a list"):
-        data.smoke_summary([], [], [], None)
+        data.smoke_summary(sender_report({}), [], [], None)
+    with pytest.raises(AnsibleFilterError, match=r'^aetherlink_smoke_summary: report.tenants\["a"\].cached must be'):
+        data.smoke_summary({"tenants": {"a": {"sent": 1, "cached": "1"}}}, ["a"], [], [])
+    with pytest.raises(AnsibleFilterError, match=r'^aetherlink_smoke_summary: report.tenants\["a"\] must be a mapping'):
+        data.smoke_summary({"tenants": {"a": [1]}}, ["a"], [], [])
 
 
 def test_tenant_upsert_summary():

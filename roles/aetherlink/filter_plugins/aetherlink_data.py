@@ -3,8 +3,9 @@
 Program logic that used to be written as Jinja inside YAML (loops that build
 lists, encodings, report lines) lives here, where it can be unit tested
 (tests/test_filters.py). Every filter keeps the exact output of the Jinja it
-replaces; a wrong input type raises an AnsibleFilterError naming the filter
-and the argument.
+replaced (aetherlink_smoke_summary now reads the smoke sender's report and adds
+a line for all tenants); a wrong input type raises an AnsibleFilterError naming
+the filter and the argument.
 """
 
 import json
@@ -174,32 +175,43 @@ def _percent(part, whole):
     return round(100 * part / whole, 1) if whole else 0.0
 
 
-def smoke_summary(results, tenants, degrade_cache, degrade_confidence):
-    """One line per tenant about its smoke answers (the ``results`` of the query loop).
+def _count(filter_name, argument, value):
+    """A count of the smoke sender's report: a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(filter_name, argument, "a non-negative integer", value)
+    return value
 
+
+def smoke_summary(report, tenants, degrade_cache, degrade_confidence):
+    """One line per tenant about its smoke traffic, then one about all of it, from the smoke sender's report.
+
+    ``report`` is the JSON document that ``roles/aether_app/files/aetherlink_smoke.py``
+    prints (decoded): ``report.tenants.<tenant>`` holds ``sent``, ``cached``,
+    ``low_confidence`` and ``reranked``. Per tenant of ``tenants``:
     ``"<tenant>: <n> queries, cache hits <h> (<h%>%), low confidence <l> (<l%>%),
     reranked <r>"`` plus `` [cache degraded]`` / `` [confidence degraded]`` for
-    the degraded tenants. A result counts for the tenant of its loop item;
-    skipped results (check mode) do not count, and a tenant without answers
-    reports 0 queries and 0.0%.
+    the degraded tenants; ``n`` counts every request sent, answered or not, and a
+    tenant missing from the report reports 0 queries and 0.0%. The last line:
+    ``"all tenants: <n> queries in <s> s (<r> requests/s, concurrency <c>),
+    HTTP <code>: <count>, ..."`` from the report's ``totals``, ``elapsed_seconds``,
+    ``requests_per_second`` and ``concurrency``.
     """
     name = "aetherlink_smoke_summary"
-    results = _results_arg(name, results)
+    if not isinstance(report, Mapping) or not isinstance(report.get("tenants"), Mapping):
+        _fail(name, "report", "the smoke sender's report (a mapping with 'tenants')", report)
     tenants = _list_arg(name, "tenants", tenants)
     degrade_cache = _list_arg(name, "degrade_cache", degrade_cache)
     degrade_confidence = _list_arg(name, "degrade_confidence", degrade_confidence)
 
     lines = []
     for tenant in tenants:
-        answers = [
-            _json_of(r)
-            for r in results
-            if not _skipped(r) and isinstance(r.get("item"), Mapping) and r["item"].get("tenant") == tenant
-        ]
-        n = len(answers)
-        hits = sum(1 for a in answers if a.get("cached"))
-        low = sum(1 for a in answers if a.get("low_confidence"))
-        reranked = sum(1 for a in answers if a.get("reranked"))
+        stats = report["tenants"].get(tenant, {})
+        if not isinstance(stats, Mapping):
+            _fail(name, "report.tenants[%s]" % json.dumps(tenant), "a mapping", stats)
+        counts = {}
+        for field in ("sent", "cached", "low_confidence", "reranked"):
+            counts[field] = _count(name, "report.tenants[%s].%s" % (json.dumps(tenant), field), stats.get(field, 0))
+        n, hits, low = counts["sent"], counts["cached"], counts["low_confidence"]
         lines.append(
             "%s: %d queries, cache hits %d (%s%%), low confidence %d (%s%%), reranked %d%s%s"
             % (
@@ -209,11 +221,29 @@ def smoke_summary(results, tenants, degrade_cache, degrade_confidence):
                 _percent(hits, n),
                 low,
                 _percent(low, n),
-                reranked,
+                counts["reranked"],
                 " [cache degraded]" if tenant in degrade_cache else "",
                 " [confidence degraded]" if tenant in degrade_confidence else "",
             )
         )
+
+    totals = report.get("totals", {})
+    if not isinstance(totals, Mapping):
+        _fail(name, "report.totals", "a mapping", totals)
+    codes = totals.get("codes", {})
+    if not isinstance(codes, Mapping):
+        _fail(name, "report.totals.codes", "a mapping", codes)
+    answers = ", ".join("HTTP %s: %s" % (code, count) for code, count in codes.items()) or "no answers"
+    lines.append(
+        "all tenants: %d queries in %s s (%s requests/s, concurrency %s), %s"
+        % (
+            _count(name, "report.totals.sent", totals.get("sent", 0)),
+            report.get("elapsed_seconds", 0),
+            report.get("requests_per_second", 0),
+            report.get("concurrency", "?"),
+            answers,
+        )
+    )
     return lines
 
 

@@ -265,7 +265,7 @@ def test_smoke_rejects_unknown_tenants():
     assert "smoke_degrade_cache and smoke_degrade_confidence must name tenants" in out
     rc, out = run_playbook(ROOT / "playbooks" / "smoke.yml", "-e", "smoke_requests_per_tenant=100000")
     assert rc != 0
-    assert "smoke_requests_per_tenant must be an integer from 1 to 500" in out
+    assert "smoke_requests_per_tenant must be an integer from 1 to 20000" in out
 
 
 def test_restart_keeps_tenants_keys_and_documents(host, tenants):
