@@ -24,7 +24,7 @@ if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
 from testkit import (  # noqa: E402
-    assert_unchanged, changed_hosts, diff_added_lines, http_json, main_pid, metric_sum, run_playbook, scenario_env,
+    ROOT, assert_unchanged, changed_hosts, diff_added_lines, http_json, main_pid, metric_sum, run_playbook, scenario_env,
     scrape, shared_vars, wait_until,
 )
 
@@ -245,6 +245,30 @@ def test_config_change_is_live_after_reload_with_same_process(ams):
         assert rc == 0, out
     for am, pid in zip(ams, pids):
         assert "repeat_interval: 1h" in am_get(am, "/api/v2/status")["config"]["original"]
+        assert main_pid(am, SERVICE) == pid
+
+
+def test_fast_path_moves_the_vip_inhibitions_with_the_pattern_without_restart(ams):
+    """playbooks/rules.yml (the fast path) updates alertmanager.yml too: the VIP pattern lives in both."""
+    pids = [main_pid(am, SERVICE) for am in ams]
+    rules = ROOT / "playbooks" / "rules.yml"
+    env = {"SLACK_WEBHOOK_URL": webhook_url()}
+    try:
+        rc, out = run_playbook(rules, "-e", "aetherlink_vip_tenant_pattern=gold-.*", env=env)
+        assert rc == 0, out
+        for am, pid in zip(ams, pids):
+            config = am_get(am, "/api/v2/status")["config"]["original"]
+            assert 'tenant=~"gold-.*"' in config, config
+            assert main_pid(am, SERVICE) == pid, "Alertmanager was restarted instead of reloaded"
+            assert metric(am, "alertmanager_config_last_reload_successful") == 1
+            # The fast path leaves the rest of the configuration as converge made it.
+            assert "group_wait: 2s" in config and "slack_configs" in config
+    finally:
+        rc, out = run_playbook(rules, env=env)
+        assert rc == 0, out
+    for am, pid in zip(ams, pids):
+        config = am_get(am, "/api/v2/status")["config"]["original"]
+        assert "gold-" not in config
         assert main_pid(am, SERVICE) == pid
 
 
