@@ -265,18 +265,18 @@ def test_metric_sum_matches_a_subset_of_the_labels():
 
 # --- Variables and wait_until() ----------------------------------------------------
 
-def test_shared_vars_merges_common_defaults_under_the_inventory(tmp_path, monkeypatch):
+def test_shared_vars_merges_common_defaults_under_the_scenario_group_vars(tmp_path, monkeypatch):
     defaults = tmp_path / "defaults.yml"
     defaults.write_text("---\naetherlink_alert_cache_hit_ratio_min: 30\naetherlink_vip_tenant_pattern: vip-.*\n")
-    group_vars = tmp_path / "all"
-    group_vars.mkdir()
-    (group_vars / "aetherlink.yml").write_text("---\naetherlink_vip_tenant_pattern: gold-.*\n")
-    (group_vars / "empty.yml").write_text("---\n# only comments\n")
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"provisioner": {"inventory": {"group_vars": {"all": {
+        "aetherlink_vip_tenant_pattern": "gold-.*", "aetherlink_environment": "unit"}}}}}))
     monkeypatch.setattr(testkit, "COMMON_DEFAULTS", defaults)
-    monkeypatch.setattr(testkit, "SHARED_VARS_DIR", group_vars)
-    assert testkit.shared_vars() == {"aetherlink_alert_cache_hit_ratio_min": 30, "aetherlink_vip_tenant_pattern": "gold-.*"}
-    monkeypatch.setattr(testkit, "COMMON_DEFAULTS", tmp_path / "missing.yml")
-    assert testkit.shared_vars() == {"aetherlink_vip_tenant_pattern": "gold-.*"}
+    monkeypatch.setattr(testkit, "MOLECULE_CONFIG", config)
+    assert testkit.shared_vars() == {"aetherlink_alert_cache_hit_ratio_min": 30, "aetherlink_vip_tenant_pattern": "gold-.*",
+                                     "aetherlink_environment": "unit"}
+    config.write_text("---\n# no inventory settings\n")
+    assert testkit.shared_vars() == {"aetherlink_alert_cache_hit_ratio_min": 30, "aetherlink_vip_tenant_pattern": "vip-.*"}
 
 
 def test_shared_vars_of_the_repository_hold_what_the_scenarios_read():

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED_VARS_DIR = ROOT / "inventories" / "local" / "group_vars" / "all"
+MOLECULE_CONFIG = ROOT / ".config" / "molecule" / "config.yml"
 COMMON_DEFAULTS = ROOT / "roles" / "aetherlink" / "defaults" / "main.yml"
 PLAYBOOK_TIMEOUT = 900
 
@@ -55,18 +55,17 @@ def load_yaml(path):
 
 
 def shared_vars():
-    """The environment's shared AetherLink variables, as the roles see them.
+    """The shared AetherLink variables as the scenarios' roles see them.
 
-    roles/aetherlink/defaults/main.yml (when it exists) under every
-    inventories/local/group_vars/all/*.yml, in name order: inventory group_vars
-    win over role defaults, as in Ansible. Values are the raw YAML (Jinja
-    expressions, such as the secrets' lookups, are not rendered).
+    roles/aetherlink/defaults/main.yml under the group_vars that the shared
+    Molecule config (.config/molecule/config.yml) gives every scenario's
+    inventory: inventory group_vars win over role defaults, as in Ansible.
+    Values are the raw YAML (Jinja expressions, such as the secrets' lookups,
+    are not rendered).
     """
-    merged = {}
-    if COMMON_DEFAULTS.exists():
-        merged.update(load_yaml(COMMON_DEFAULTS))
-    for path in sorted(SHARED_VARS_DIR.glob("*.yml")) + sorted(SHARED_VARS_DIR.glob("*.yaml")):
-        merged.update(load_yaml(path))
+    merged = dict(load_yaml(COMMON_DEFAULTS))
+    config = load_yaml(MOLECULE_CONFIG)
+    merged.update(config.get("provisioner", {}).get("inventory", {}).get("group_vars", {}).get("all", {}))
     return merged
 
 
