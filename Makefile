@@ -1,11 +1,12 @@
 # AetherLink monitoring stack: the entry points.
 #   make test   - install what is missing, then lint + unit tests + every Molecule scenario
-#   make up     - the whole stack in a local sandbox, verified (coming with a later issue)
+#   make up     - the whole stack in a local sandbox, verified
+#   make down   - remove the sandbox
 SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help tools setup image lint unit molecule test up clean
+.PHONY: help tools setup image lint unit molecule test up down clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -33,10 +34,11 @@ molecule: setup    ## one scenario: make molecule ROLE=prometheus [SCENARIO=defa
 test: setup        ## everything, as CI runs it
 	bash scripts/test.sh
 
-up:
-	@echo "make up (the whole stack in a local sandbox, verified) arrives with the sandbox issue;"
-	@echo "today: make test, or cd roles/prometheus && molecule converge."
-	@exit 2
+up: setup          ## the whole stack in a local sandbox (containers on this machine), verified
+	ansible-playbook -i inventories/local playbooks/sandbox_up.yml
+
+down: tools        ## remove the sandbox's containers and network (the image and secrets stay)
+	ansible-playbook -i inventories/local playbooks/sandbox_down.yml
 
 clean:
 	-for role in roles/*/molecule; do (cd $$role/.. && molecule destroy); done
