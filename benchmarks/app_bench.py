@@ -132,6 +132,16 @@ def start_server(args, port: int, db_path: str, admin_key: str) -> subprocess.Po
     raise SystemExit("server did not become healthy within 20 s")
 
 
+def stop_server(proc: subprocess.Popen, workdir: str) -> None:
+    """Stop the service (killed if it does not stop within 10 s) and remove its working directory."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def api(port: int, method: str, path: str, body: object, headers: dict[str, str]) -> dict:
     req = urllib.request.Request(
         f"http://{HOST}:{port}{path}", method=method, data=json.dumps(body).encode(),
@@ -355,12 +365,7 @@ def main() -> int:
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as r:
             metrics_text = r.read().decode()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(proc, workdir)
 
     print(f"# load average after runs: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()

@@ -36,20 +36,20 @@ import os
 import platform
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import yaml
 
+# The service's start and stop are app_bench's (the same directory, on sys.path when run as a script).
+from app_bench import HOST, free_port, start_server, stop_server
+
 ROOT = Path(__file__).resolve().parents[1]
 SENDER = ROOT / "roles" / "aether_app" / "files" / "aetherlink_smoke.py"
-HOST = "127.0.0.1"
 TENANTS = ["acme-corp", "globex", "vip-initech", "premium-umbrella"]
 
 
@@ -61,12 +61,6 @@ def load_filters():
     return module
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def api(port: int, method: str, path: str, body: object, key: str) -> tuple[int, dict]:
     request = urllib.request.Request(
         f"http://{HOST}:{port}{path}", method=method,
@@ -75,26 +69,6 @@ def api(port: int, method: str, path: str, body: object, key: str) -> tuple[int,
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, json.loads(response.read())
-
-
-def start_service(python: str, port: int, workdir: str, admin_key: str, cpu: int | None) -> subprocess.Popen:
-    env = dict(os.environ, API_ADMIN_KEY=admin_key, AETHER_LISTEN_HOST=HOST, AETHER_PORT=str(port),
-               AETHER_DB_PATH=os.path.join(workdir, "bench.db"), AETHER_LOG_LEVEL="warning")
-    log = open(os.path.join(workdir, "service.log"), "wb")
-    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-    proc = subprocess.Popen([python, "-m", "aetherlink", "--no-access-log"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, preexec_fn=pin)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the service exited early (rc {proc.returncode}); see {log.name}")
-        try:
-            if api(port, "GET", "/healthz", None, "-")[0] == 200:
-                return proc
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("the service did not answer /healthz within 30 s")
 
 
 def main() -> int:
@@ -110,6 +84,7 @@ def main() -> int:
     p.add_argument("--server-cpu", type=int, default=None,
                    help="pin the service to this CPU (default: no pinning, as on a host)")
     p.add_argument("--json", help="also write the rows to this file")
+    p.set_defaults(impl="auto")  # app_bench.start_server: the real entry point, python -m aetherlink
     args = p.parse_args()
 
     data = load_filters()
@@ -122,7 +97,7 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="aether-smoke-bench-")
     port = free_port()
     admin_key = secrets.token_urlsafe(24)
-    proc = start_service(args.python, port, workdir, admin_key, args.server_cpu)
+    proc = start_server(args, port, os.path.join(workdir, "bench.db"), admin_key)
     rows = []
     try:
         version = subprocess.run([args.sender_python, "--version"], capture_output=True, text=True).stdout.strip()
@@ -172,12 +147,7 @@ def main() -> int:
         print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
               f"python {platform.python_version()}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(proc, workdir)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     failed = sum(row["non_200"] + row["unsent"] for row in rows)
