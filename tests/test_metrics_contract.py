@@ -169,3 +169,17 @@ def test_rule_parser_sees_raw_metrics():
     assert raw == {"aether_made_up_total", "aether_request_duration_seconds_bucket"}
     assert contract_name("aether_made_up_total", table) is None
     assert contract_name("aether_request_duration_seconds_bucket", table) == "aether_request_duration_seconds"
+
+
+def test_documented_unknown_tenant_codes_match_the_app():
+    """The table of series pre-created for `_unknown` lists exactly the app's routes and codes."""
+    lines = DOC.read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("| route | codes pre-created"))
+    documented = {}
+    for row in lines[header + 2:]:
+        if not row.lstrip().startswith("|"):
+            break
+        route, codes = [c.strip() for c in row.strip().strip("|").split("|")]
+        documented[route.strip("`")] = tuple(c.strip() for c in codes.split(","))
+    assert documented == {route: tuple(codes) for route, codes in metrics_module.UNKNOWN_ROUTE_CODES.items()}
+    assert set(documented) == set(metrics_module.ROUTES)

@@ -18,7 +18,7 @@ from aether_testkit import ADMIN, ADMIN_KEY, ask, create_tenant
         ({}, "missing_admin_key"),
         ({"Authorization": "Bearer wrong-key"}, "invalid_admin_key"),
         ({"X-Admin-Key": "wrong-key"}, "invalid_admin_key"),
-        ({"Authorization": f"Basic {ADMIN_KEY}"}, "missing_admin_key"),
+        ({"Authorization": f"Basic {ADMIN_KEY}"}, "unsupported_auth_scheme"),
         ({"Authorization": "Bearer "}, "missing_admin_key"),
         ({"Authorization": f"Bearer {ADMIN_KEY}x"}, "invalid_admin_key"),
     ],
@@ -143,3 +143,38 @@ def test_list_and_get_never_expose_keys(client):
     assert [t["name"] for t in tenants] == ["secretive"]
     assert set(tenants[0]) == {"name", "vip", "lowconf_threshold", "rerank_default", "documents",
                                "created_at", "updated_at"}
+
+
+@pytest.mark.parametrize("value", ["Basic YWRtaW46c2VjcmV0", "basic dXNlcjpwYXNz", "Basic", "Digest username=x",
+                                   "Token abc0123456789abcdef"])
+def test_wrong_authorization_scheme_is_named(client, tenant, value):
+    scheme = value.split()[0]
+    for method, path, alt in (("GET", "/v1/admin/tenants", "X-Admin-Key"), ("POST", "/v1/query", "X-API-Key")):
+        r = client.request(method, path, headers={"Authorization": value}, json={"question": "q"})
+        assert r.status_code == 401
+        err = r.json()["error"]
+        assert err["code"] == "unsupported_auth_scheme"
+        assert scheme in err["message"] and "not accepted" in err["message"]
+        assert "Bearer" in err["message"] and alt in err["message"]
+        assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_wrong_scheme_with_a_valid_alternative_header_is_accepted(client, tenant):
+    r = client.get("/v1/admin/tenants", headers={"Authorization": "Basic eDp5", "X-Admin-Key": ADMIN_KEY})
+    assert r.status_code == 200
+    r = client.post("/v1/query", json={"question": "q"}, headers={"Authorization": "Basic eDp5", "X-API-Key": tenant})
+    assert r.status_code == 200
+
+
+def test_unprintable_scheme_is_not_echoed(client):
+    r = client.get("/v1/admin/tenants", headers={"Authorization": "S" * 300 + " x"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unsupported_auth_scheme"
+    assert "S" * 100 not in r.text
+
+
+def test_admin_key_regexes_match_whole_strings():
+    from aetherlink.service import valid_api_key
+
+    assert valid_api_key("abcdefghijklmnop")
+    assert not valid_api_key("abcdefghijklmnop\n")
+    assert not valid_api_key("abcdefghijklmno\n")

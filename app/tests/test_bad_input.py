@@ -6,7 +6,7 @@ import json
 import random
 
 import pytest
-from aether_testkit import ADMIN, ask
+from aether_testkit import ADMIN, ask, recording
 
 JSON = {"Content-Type": "application/json"}
 
@@ -233,3 +233,104 @@ def test_random_garbage_never_500(client, tenant):
 def test_valid_query_with_all_fields(client, tenant):
     r = ask(client, tenant, "warranty", rerank=True, top_k=20)
     assert r.status_code == 200 and r.json()["reranked"] is True
+
+
+# --- lone surrogates, huge numbers, trailing newlines, invisible characters ------------------
+
+def _post_raw(client, tenant_key: str, path: str, body: bytes):
+    """POST raw JSON bytes with the key the route needs (tenant key for queries, else admin)."""
+    headers = _auth(tenant_key) if path == "/v1/query" else {**ADMIN, **JSON}
+    return client.post(path, content=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    "path, body, code, mentions",
+    [
+        # in a field name: an unknown field, quoted with escapes
+        ("/v1/query", b'{"question": "ok", "\\udc00": 1}', "unknown_field", "\\udc00"),
+        ("/v1/query", b'{"\\ud800\\u00e9x": 1}', "unknown_field", "\\ud800"),
+        ("/v1/admin/tenants", b'{"name": "x-co", "\\udfff": true}', "unknown_field", "\\udfff"),
+        ("/v1/admin/tenants/acme-corp/documents", b'[{"id": "a", "text": "b", "\\udc00": 1}]', "unknown_field",
+         "\\udc00"),
+        ("/v1/admin/tenants/acme-corp/documents", b'{"\\udc00": []}', "unknown_field", "\\udc00"),
+        # in a value: not valid Unicode text, naming the field
+        ("/v1/query", b'{"question": "warranty \\udc00"}', "invalid_value", "question"),
+        ("/v1/admin/tenants", b'{"name": "\\ud800abc"}', "invalid_value", "name"),
+        ("/v1/admin/tenants", b'{"name": "x-co", "api_key": "key-0123456789-\\udc00-abc"}', "invalid_value",
+         "api_key"),
+        ("/v1/admin/tenants/acme-corp/documents", b'[{"id": "a\\udc00", "text": "b"}]', "invalid_value",
+         "documents[0].id"),
+        ("/v1/admin/tenants/acme-corp/documents", b'[{"id": "a", "text": "b"}, {"id": "c", "text": "\\ud83d"}]',
+         "invalid_value", "documents[1].text"),
+    ],
+)
+def test_lone_surrogate_is_422(client, tenant, path, body, code, mentions):
+    with recording("aetherlink", "uvicorn.error") as logs:
+        assert_error(_post_raw(client, tenant, path, body), 422, code, mentions)
+    for line in logs.lines():  # what the stdout handler writes must be encodable
+        line.encode("utf-8")
+    assert client.get("/v1/admin/tenants/acme-corp", headers=ADMIN).json()["documents"] == 5
+    assert client.get("/v1/admin/tenants/x-co", headers=ADMIN).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b'{"name": "x-co", "lowconf_threshold": 1' + b"0" * 400 + b"}", "lowconf_threshold"),
+        (b'{"name": "x-co", "lowconf_threshold": -' + b"9" * 400 + b"}", "lowconf_threshold"),
+    ],
+)
+def test_huge_integer_for_a_float_field_is_422(client, body, field):
+    err = assert_error(client.post("/v1/admin/tenants", content=body, headers={**ADMIN, **JSON}), 422, mentions=field)
+    assert len(err["message"]) < 200
+    assert client.get("/v1/admin/tenants/x-co", headers=ADMIN).status_code == 404
+
+
+def test_huge_integer_top_k_is_422_with_a_short_message(client, tenant):
+    body = b'{"question": "ok", "top_k": ' + b"7" * 400 + b"}"
+    err = assert_error(client.post("/v1/query", content=body, headers=_auth(tenant)), 422, "invalid_value", "top_k")
+    assert len(err["message"]) < 200
+
+
+@pytest.mark.parametrize("name", ["acme-corp\n", "acme\n", "new-co\r\n", "x-co\n\n"])
+def test_trailing_newline_in_tenant_name_is_422(client, tenant, name):
+    r = client.post("/v1/admin/tenants", json={"name": name}, headers=ADMIN)
+    assert_error(r, 422, mentions="name")
+    names = [t["name"] for t in client.get("/v1/admin/tenants", headers=ADMIN).json()["tenants"]]
+    assert names == ["acme-corp"]
+
+
+@pytest.mark.parametrize("key", ["trailing-newline-key-0001\n", "trailing-crlf-key-00000\r\n", "\nleading-key-0000000001"])
+def test_newline_in_supplied_api_key_is_422(client, key):
+    r = client.post("/v1/admin/tenants", json={"name": "nl-co", "api_key": key}, headers=ADMIN)
+    assert_error(r, 422, mentions="api_key")
+    assert client.get("/v1/admin/tenants/nl-co", headers=ADMIN).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["acme-corp%0A", "acme-corp%0D%0A", "%0Aacme-corp"])
+def test_newline_in_tenant_name_in_path_is_400(client, tenant, path):
+    assert_error(client.get(f"/v1/admin/tenants/{path}", headers=ADMIN), 400, "invalid_tenant_name")
+    r = client.post(f"/v1/admin/tenants/{path}/documents", json=[{"id": "a", "text": "b"}], headers=ADMIN)
+    assert_error(r, 400, "invalid_tenant_name")
+    assert_error(client.delete(f"/v1/admin/tenants/{path}", headers=ADMIN), 400, "invalid_tenant_name")
+    assert client.get("/v1/admin/tenants/acme-corp", headers=ADMIN).json()["documents"] == 5
+
+
+@pytest.mark.parametrize(
+    "char",
+    ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069",
+     "\u2028", "\u2029", "\u200b", "\u200e", "\ufeff", "\u00ad", "\x7f", "\x85", "\x9b", "\n"],
+    ids=lambda c: f"U+{ord(c):04X}",
+)
+def test_invisible_or_control_character_in_document_id_is_422(client, tenant, char):
+    r = client.post("/v1/admin/tenants/acme-corp/documents", json=[{"id": f"inv{char}oice", "text": "x"}],
+                    headers=ADMIN)
+    err = assert_error(r, 422, "invalid_value", "documents[0].id")
+    assert f"U+{ord(char):04X}" in err["message"]
+    assert client.get("/v1/admin/tenants/acme-corp", headers=ADMIN).json()["documents"] == 5
+
+
+def test_visible_unicode_document_ids_are_accepted(client, tenant):
+    docs = [{"id": i, "text": "fine"} for i in ("café", "文書-1", "a b", "x/y", "emoji-\U0001f600")]
+    r = client.post("/v1/admin/tenants/acme-corp/documents", json=docs, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["inserted"] == 5

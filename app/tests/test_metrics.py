@@ -154,3 +154,47 @@ def test_lowconfidence_counter(client, tenant):
     ingest(client, "acme-corp", [{"id": "astro", "text": "Completely unrelated astronomy notes."}])
     ask(client, tenant, "completely unrelated astronomy")
     assert sample(client, "aether_rag_lowconfidence_total", tenant="acme-corp") == 1
+
+
+# --- /metrics authentication (AETHER_METRICS_TOKEN) -----------------------------------------
+
+METRICS_TOKEN = "scrape-token-0123456789abcdef"
+SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
+def test_metrics_open_when_no_token_is_set(client):
+    assert client.get("/metrics").status_code == 200
+
+
+def test_metrics_token_is_required_when_set(make_client):
+    client = make_client(metrics_token=METRICS_TOKEN)
+    for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Bearer {METRICS_TOKEN}x"},
+                    {"Authorization": f"Basic {METRICS_TOKEN}"}, {"X-API-Key": METRICS_TOKEN}, ADMIN):
+        r = client.get("/metrics", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.headers["www-authenticate"] == 'Bearer realm="metrics"'
+        assert r.headers["content-type"].startswith("application/json")
+        assert r.json()["error"]["code"] in {"missing_metrics_token", "invalid_metrics_token",
+                                             "unsupported_auth_scheme"}
+        assert "aether_" not in r.text
+    r = client.get("/metrics", headers=SCRAPE)
+    assert r.status_code == 200 and "aether_http_requests_total" in r.text
+    r = client.get("/metrics", headers={"authorization": f"bearer {METRICS_TOKEN}"})
+    assert r.status_code == 200
+
+
+def test_metrics_401_is_counted_and_pre_created(make_client):
+    client = make_client(metrics_token=METRICS_TOKEN)
+    samples = metric_samples(client.get("/metrics", headers=SCRAPE).text)
+    key = ("aether_http_requests_total", (("code", "401"), ("route", "metrics"), ("tenant", "_unknown")))
+    assert samples[key] == 0
+    before = {k for k in samples if k[0].startswith("aether")}
+    client.get("/metrics")
+    client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    samples = metric_samples(client.get("/metrics", headers=SCRAPE).text)
+    assert samples[key] == 2
+    assert {k for k in samples if k[0].startswith("aether")} == before
+
+
+def test_metrics_401_series_exists_without_a_token_too(client):
+    assert sample(client, "aether_http_requests_total", tenant="_unknown", route="metrics", code="401") == 0

@@ -11,36 +11,13 @@ from . import __version__
 from .config import ConfigError, Settings
 
 
-def log_config(level: str) -> dict:
-    """Everything to stdout, one line per record; request lines never carry keys (headers only)."""
-    lvl = level.upper()
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        },
-        "handlers": {
-            "stdout": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
-                "formatter": "default",
-            },
-        },
-        "loggers": {
-            "aetherlink": {"handlers": ["stdout"], "level": lvl, "propagate": False},
-            "uvicorn": {"handlers": ["stdout"], "level": lvl, "propagate": False},
-            "uvicorn.access": {"handlers": ["stdout"], "level": lvl, "propagate": False},
-        },
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="aetherlink",
         description="AetherLink multi-tenant RAG API. Configured by environment variables "
         "(API_ADMIN_KEY required; AETHER_LISTEN_HOST, AETHER_PORT, AETHER_DB_PATH, "
-        "AETHER_CACHE_TTL_SECONDS, AETHER_CACHE_MAX_ENTRIES, AETHER_MAX_BODY_BYTES, AETHER_LOG_LEVEL).",
+        "AETHER_CACHE_TTL_SECONDS, AETHER_CACHE_MAX_ENTRIES, AETHER_MAX_BODY_BYTES, "
+        "AETHER_MAX_HEADER_BYTES, AETHER_MAX_HEADERS, AETHER_METRICS_TOKEN, AETHER_LOG_LEVEL).",
     )
     parser.add_argument("--version", action="version", version=f"aetherlink {__version__}")
     parser.add_argument(
@@ -58,10 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aetherlink: configuration error: {exc}", file=sys.stderr)
         return 2
 
+    from .server import log_config, uvicorn_options  # imported late: --version/--help stay fast
+
     logging.config.dictConfig(log_config(settings.log_level))
     log = logging.getLogger("aetherlink")
 
-    from .app import create_app  # imported late: --version/--help stay fast
+    from .app import create_app
 
     try:
         app = create_app(settings)
@@ -75,16 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    uvicorn.run(
-        app,
-        host=settings.listen_host,
-        port=settings.port,
-        log_config=log_config(settings.log_level),
-        access_log=not args.no_access_log,
-        server_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(app, **uvicorn_options(settings, access_log=not args.no_access_log))
     return 0
 
 

@@ -1,13 +1,14 @@
 """HTTP layer: Starlette routes, error mapping and the metrics middleware.
 
 Routes (route label in brackets):
-    POST /v1/query                                   [query]            tenant key
-    GET  /v1/admin/tenants, POST /v1/admin/tenants   [admin_tenants]    admin key
-    GET  /v1/admin/tenants/{name}                    [admin_tenant]     admin key
-    POST /v1/admin/tenants/{name}/documents          [admin_documents]  admin key
-    GET  /healthz                                    [healthz]
-    GET  /metrics                                    [metrics]
-    anything else -> 404 JSON                        [unmatched]
+    POST   /v1/query                                         [query]            tenant key
+    GET    /v1/admin/tenants, POST /v1/admin/tenants         [admin_tenants]    admin key
+    GET    /v1/admin/tenants/{name}, DELETE (same path)      [admin_tenant]     admin key
+    POST   /v1/admin/tenants/{name}/documents                [admin_documents]  admin key
+    DELETE /v1/admin/tenants/{name}/documents/{doc_id}       [admin_document]   admin key
+    GET    /healthz                                          [healthz]
+    GET    /metrics                                          [metrics]          token if configured
+    anything else -> 404 JSON                                [unmatched]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +30,7 @@ from . import __version__
 from .config import Settings
 from .errors import ApiError, error_response
 from .metrics import (
+    ROUTE_ADMIN_DOCUMENT,
     ROUTE_ADMIN_DOCUMENTS,
     ROUTE_ADMIN_TENANT,
     ROUTE_ADMIN_TENANTS,
@@ -38,8 +40,18 @@ from .metrics import (
     ROUTE_UNMATCHED,
     UNKNOWN_TENANT,
 )
-from .service import MAX_TOP_K, TENANT_NAME_RE, Service, valid_api_key
-from .validation import get_bool, get_float, get_int, get_str, read_json, require_object
+from .service import MAX_TOP_K, TENANT_NAME_RULE, Service, valid_api_key, valid_tenant_name
+from .validation import (
+    get_bool,
+    get_float,
+    get_int,
+    get_str,
+    identifier_problem,
+    invalid,
+    read_json,
+    require_object,
+    shown,
+)
 
 log = logging.getLogger("aetherlink")
 
@@ -74,8 +86,15 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # the client went away before its request was complete (e.g. fewer body bytes than
+            # its Content-Length): not a server error, and nobody is left to answer
+            log.info("client disconnected before the request was complete: %s %s",
+                     scope.get("method"), shown(scope.get("path", ""), 200))
+            if not started:
+                status = 400
         except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            log.exception("unhandled error on %s %s", scope.get("method"), shown(scope.get("path", ""), 200))
             status = 500
             if not started:
                 response = error_response(500, "internal_error", "internal server error")
@@ -111,10 +130,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
             ("name", "vip", "lowconf_threshold", "rerank_default", "api_key"),
         )
         name = get_str(data, "name", required=True, max_len=63)
-        if not TENANT_NAME_RE.match(name):
+        if not valid_tenant_name(name):
             raise ApiError(
                 422, "invalid_tenant_name",
-                "field 'name': must match ^[a-z0-9][a-z0-9-]{1,62}$ (lowercase letters, digits, '-')",
+                f"field 'name': must match {TENANT_NAME_RULE} (lowercase letters, digits, '-')",
             )
         vip = get_bool(data, "vip")
         threshold = get_float(data, "lowconf_threshold", 0.0, 1.0)
@@ -125,16 +144,19 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
                 422, "invalid_value",
                 "field 'api_key': must be 16..256 printable ASCII characters without spaces",
             )
-        status, body = service.upsert_tenant(name, vip, threshold, rerank_default, api_key)
+        status, body = await service.upsert_tenant(name, vip, threshold, rerank_default, api_key)
         return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
     async def tenant_detail(request: Request) -> Response:
         service.authenticate_admin(request.headers)
-        return JSONResponse(service.get_tenant(request.path_params["name"]).public())
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            return JSONResponse(await service.delete_tenant(name))
+        return JSONResponse(service.get_tenant(name).public())
 
     async def documents(request: Request) -> Response:
         service.authenticate_admin(request.headers)
-        tenant = service.get_tenant(request.path_params["name"])
+        name = service.get_tenant(request.path_params["name"]).record.name
         data = await read_json(request, max_body)
         if isinstance(data, dict):
             data = require_object(data, ("documents",)).get("documents")
@@ -151,17 +173,29 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
             obj = require_object(item, ("id", "text"), what=where)
             doc_id = get_str(obj, "id", required=True, max_len=MAX_DOC_ID_CHARS, label=f"{where}.id")
             text = get_str(obj, "text", required=True, max_len=max_body, label=f"{where}.text")
-            if any(ord(c) < 32 for c in doc_id):
-                raise ApiError(422, "invalid_value", f"field '{where}.id': control characters are not allowed")
+            problem = identifier_problem(doc_id)
+            if problem:
+                raise invalid(f"{where}.id", problem)
             if doc_id in seen:
                 raise ApiError(422, "duplicate_id", f"field '{where}.id': duplicate id in this request")
             seen.add(doc_id)
             docs.append((doc_id, text))
-        return JSONResponse(service.ingest(tenant, docs))
+        return JSONResponse(await service.ingest(name, docs))
+
+    async def document(request: Request) -> Response:
+        service.authenticate_admin(request.headers)
+        name = service.get_tenant(request.path_params["name"]).record.name
+        doc_id = request.path_params["doc_id"]
+        if not 1 <= len(doc_id) <= MAX_DOC_ID_CHARS:
+            raise ApiError(400, "invalid_document_id", f"document id in the path: must be 1..{MAX_DOC_ID_CHARS} characters")
+        problem = identifier_problem(doc_id)
+        if problem:
+            raise ApiError(400, "invalid_document_id", f"document id in the path: {problem}")
+        return JSONResponse(await service.delete_document(name, doc_id))
 
     async def healthz(request: Request) -> Response:
         try:
-            service.storage.ping()
+            await service.ping()
         except Exception as exc:  # report, never raise: this is what monitors poll
             log.error("health check: database unavailable: %s", exc.__class__.__name__)
             return JSONResponse({"status": "error", "db": "unavailable"}, status_code=503)
@@ -170,6 +204,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         )
 
     async def metrics(request: Request) -> Response:
+        service.authenticate_metrics(request.headers)
         return Response(service.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     async def api_error(request: Request, exc: Exception) -> Response:
@@ -188,8 +223,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     routes = [
         Route("/v1/query", query, methods=["POST"]),
         Route("/v1/admin/tenants", tenants, methods=["GET", "POST"]),
-        Route("/v1/admin/tenants/{name}", tenant_detail, methods=["GET"]),
+        Route("/v1/admin/tenants/{name}", tenant_detail, methods=["GET", "DELETE"]),
         Route("/v1/admin/tenants/{name}/documents", documents, methods=["POST"]),
+        # ":path": document ids may contain "/" (sent as %2F)
+        Route("/v1/admin/tenants/{name}/documents/{doc_id:path}", document, methods=["DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
@@ -198,6 +235,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         tenants: ROUTE_ADMIN_TENANTS,
         tenant_detail: ROUTE_ADMIN_TENANT,
         documents: ROUTE_ADMIN_DOCUMENTS,
+        document: ROUTE_ADMIN_DOCUMENT,
         healthz: ROUTE_HEALTHZ,
         metrics: ROUTE_METRICS,
     }

@@ -73,6 +73,14 @@ class BM25Index:
             self.postings.setdefault(term, {})[doc_id] = count
         return True
 
+    def remove(self, doc_id: str) -> bool:
+        """Remove a document; returns False when there was none with that id."""
+        doc = self.docs.get(doc_id)
+        if doc is None:
+            return False
+        self._remove(doc)
+        return True
+
     def _remove(self, doc: Document) -> None:
         for term in doc.tf:
             plist = self.postings.get(term)

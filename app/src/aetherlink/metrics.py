@@ -11,7 +11,8 @@ Cardinality is bounded by construction: ``tenant`` is a known tenant's name or `
 request that carries no valid tenant key: admin, health, metrics, unauthenticated or unmatched
 requests); ``route`` comes from the fixed set ``ROUTES``, never from the raw path; ``code`` is
 a status code the service itself produces. Every series of a tenant is created at 0 when the
-tenant is created (and at startup for persisted tenants), so ratios never miss a series.
+tenant is created (and at startup for persisted tenants), so ratios never miss a series, and
+removed when the tenant is deleted, so a deleted tenant stops being exported.
 
 Each app instance has its own registry (tests build several apps in one process). The standard
 process_* / python_* collectors are registered too; ``*_created`` samples are disabled.
@@ -38,6 +39,7 @@ ROUTE_QUERY = "query"
 ROUTE_ADMIN_TENANTS = "admin_tenants"
 ROUTE_ADMIN_TENANT = "admin_tenant"
 ROUTE_ADMIN_DOCUMENTS = "admin_documents"
+ROUTE_ADMIN_DOCUMENT = "admin_document"
 ROUTE_HEALTHZ = "healthz"
 ROUTE_METRICS = "metrics"
 ROUTE_UNMATCHED = "unmatched"
@@ -46,6 +48,7 @@ ROUTES = (
     ROUTE_ADMIN_TENANTS,
     ROUTE_ADMIN_TENANT,
     ROUTE_ADMIN_DOCUMENTS,
+    ROUTE_ADMIN_DOCUMENT,
     ROUTE_HEALTHZ,
     ROUTE_METRICS,
     ROUTE_UNMATCHED,
@@ -55,14 +58,16 @@ ROUTES = (
 TENANT_QUERY_CODES = ("200", "400", "413", "415", "422", "500")
 
 # Series pre-created for the fixed "_unknown" tenant at startup (codes each route can return
-# to a request without tenant identity).
+# to a request without tenant identity). 503: the database is busy (admin writes). A query whose
+# tenant is deleted while it runs is counted under "_unknown" with whatever code it gets.
 UNKNOWN_ROUTE_CODES = {
-    ROUTE_QUERY: ("401", "405", "500"),
-    ROUTE_ADMIN_TENANTS: ("200", "201", "400", "401", "405", "409", "413", "415", "422"),
-    ROUTE_ADMIN_TENANT: ("200", "400", "401", "404", "405"),
-    ROUTE_ADMIN_DOCUMENTS: ("200", "400", "401", "404", "405", "413", "415", "422"),
+    ROUTE_QUERY: ("400", "401", "405", "413", "415", "422", "500"),
+    ROUTE_ADMIN_TENANTS: ("200", "201", "400", "401", "405", "409", "413", "415", "422", "503"),
+    ROUTE_ADMIN_TENANT: ("200", "400", "401", "404", "405", "503"),
+    ROUTE_ADMIN_DOCUMENTS: ("200", "400", "401", "404", "405", "413", "415", "422", "503"),
+    ROUTE_ADMIN_DOCUMENT: ("200", "400", "401", "404", "405", "503"),
     ROUTE_HEALTHZ: ("200", "405", "503"),
-    ROUTE_METRICS: ("200", "405"),
+    ROUTE_METRICS: ("200", "401", "405"),
     ROUTE_UNMATCHED: ("404",),
 }
 
@@ -145,10 +150,29 @@ class Metrics:
                 self._http(tenant, ROUTE_QUERY, code)
         return tm
 
+    def remove_tenant(self, tenant: str) -> None:
+        """Drop every series labelled with ``tenant`` (the tenant was deleted)."""
+        if self._tenants.pop(tenant, None) is None:
+            return
+        self.cache_requests.remove(tenant)
+        self.cache_hits.remove(tenant)
+        self.rag_answers.remove(tenant, "true")
+        self.rag_answers.remove(tenant, "false")
+        self.lowconfidence.remove(tenant)
+        for key in [k for k in self._http_children if k[0] == tenant]:
+            del self._http_children[key]
+            self.http_requests.remove(*key)
+        for key in [k for k in self._duration_children if k[0] == tenant]:
+            del self._duration_children[key]
+            self.request_duration.remove(*key)
+
     def tenant(self, tenant: str) -> TenantMetrics:
         return self._tenants[tenant]
 
     def observe_request(self, tenant: str, route: str, code: int, seconds: float) -> None:
+        if tenant not in self._tenants:
+            # deleted while its request ran: never bring its series back
+            tenant = UNKNOWN_TENANT
         self._http(tenant, route, str(code)).inc()
         self._duration(tenant, route).observe(seconds)
 

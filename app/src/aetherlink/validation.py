@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from typing import Any
 
 from starlette.requests import Request
@@ -53,16 +54,44 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
 
 
+# Unicode categories refused in identifiers: controls, format characters (bidi overrides and
+# isolates, zero-width characters, BOM, soft hyphen), line/paragraph separators, surrogates.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def shown(value: str, limit: int = 64) -> str:
+    """``value`` safe for an error message or a log line: characters that are not printable
+    (controls, format characters, lone surrogates) as escapes, at most ``limit`` characters."""
+    out = "".join(
+        c if c.isprintable() else (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+        for c in value[:limit]
+    )
+    return out + "..." if len(value) > limit else out
+
+
+def _number(value: int | float) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} characters)"
+
+
 def require_object(data: Any, allowed: tuple[str, ...], what: str = "request body") -> dict:
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_type", f"{what} must be a JSON object")
     for key in data:
         if key not in allowed:
-            shown = key if len(key) <= 64 else key[:64] + "..."
             raise ApiError(
-                422, "unknown_field", f"unknown field '{shown}' in {what} (allowed: {', '.join(allowed)})"
+                422, "unknown_field", f"unknown field '{shown(key)}' in {what} (allowed: {', '.join(allowed)})"
             )
     return data
+
+
+def identifier_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an identifier: it holds a control, invisible-formatting or
+    separator character (categories Cc, Cf, Zl, Zp, Cs), or None."""
+    for i, c in enumerate(value):
+        if unicodedata.category(c) in _INVISIBLE_CATEGORIES:
+            return f"control and invisible formatting characters are not allowed (U+{ord(c):04X} at position {i})"
+    return None
 
 
 def get_str(
@@ -80,6 +109,11 @@ def get_str(
         raise invalid(label, "must not be empty", "empty_field")
     if len(value) > max_len:
         raise invalid(label, f"must be at most {max_len} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON allows "\udc00"; text cannot hold it
+        raise invalid(label, f"is not valid Unicode text (lone surrogate U+{ord(value[exc.start]):04X}"
+                             f" at position {exc.start})") from None
     return value
 
 
@@ -99,7 +133,7 @@ def get_int(data: dict, field: str, lo: int, hi: int) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(field, f"must be an integer, got {_json_type(value)}", "invalid_type")
     if not lo <= value <= hi:
-        raise invalid(field, f"must be between {lo} and {hi}, got {value}")
+        raise invalid(field, f"must be between {lo} and {hi}, got {_number(value)}")
     return value
 
 
@@ -109,10 +143,10 @@ def get_float(data: dict, field: str, lo: float, hi: float) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise invalid(field, f"must be a number, got {_json_type(value)}", "invalid_type")
-    value = float(value)
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise invalid(field, f"must be between {lo:g} and {hi:g}, got {value:g}")
-    return value
+    # compare before converting: float() of a 400-digit integer raises OverflowError
+    if (isinstance(value, float) and not math.isfinite(value)) or not lo <= value <= hi:
+        raise invalid(field, f"must be between {lo:g} and {hi:g}, got {_number(value)}")
+    return float(value)
 
 
 def _json_type(value: Any) -> str:
