@@ -1,6 +1,7 @@
 """Shared helpers of the controller-side tests (no containers needed)."""
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -37,8 +38,21 @@ def shared_vars(env):
     return values
 
 
+# The secrets a deploy needs, for the controller-side runs of the roles'
+# checks and templates (rendering staging or production without their Vault).
+# Random per test session: never a value that could be mistaken for a real one.
+TEST_SECRETS = {
+    "AETHER_ADMIN_KEY": "unit-admin-" + secrets.token_urlsafe(18),
+    "AETHER_TENANT_KEY_SEED": "unit-seed-" + secrets.token_urlsafe(18),
+    "AETHER_WEB_PASSWORD": "unit-web-" + secrets.token_urlsafe(18),
+    "AETHER_METRICS_TOKEN": "unit-metrics-" + secrets.token_urlsafe(18),
+    "GRAFANA_ADMIN_PASSWORD": "unit-grafana-" + secrets.token_urlsafe(18),
+}
+
+
 def run(argv, env_extra=None, **kwargs):
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env = dict(TEST_SECRETS)
+    env.update(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     env.update(env_extra or {})
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False, **kwargs)
 

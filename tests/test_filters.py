@@ -80,6 +80,19 @@ def test_the_checks_plugin_still_works():
     assert "look-around" in checks.regex_error("(?=vip)")
 
 
+@pytest.mark.parametrize("pattern", [
+    "(?=vip)-.*", "(?<!x)vip", r"(vip)-\1", "(?>vip)-.*", r"vip-.*\Z", "(?<tier>vip)-.*", "(?(1)a|b)"])
+def test_regex_error_refuses_what_re2_does_not_support(pattern):
+    # Each compiles in Python's re (3.11), so only the explicit RE2 check can refuse it.
+    checks = load_plugin("aetherlink_checks")
+    assert "which Prometheus (RE2) does not support" in checks.regex_error(pattern)
+
+
+@pytest.mark.parametrize("pattern", ["vip-.*|premium-.*", "(?P<tier>vip)-.*", r"vip-.*\\Z", "(?i)VIP-.*"])
+def test_regex_error_accepts_re2_patterns(pattern):
+    assert load_plugin("aetherlink_checks").regex_error(pattern) == ""
+
+
 # --- aetherlink_as_list ----------------------------------------------------------------
 
 
@@ -600,3 +613,36 @@ def test_rendered_alertmanager_config(amtool, tmp_path, case, overrides, receive
     assert config["route"].get("routes") == routes
     receivers = [r["name"] for r in config["receivers"]]
     assert receivers == (["blackhole", "slack", "slack-vip"] if receiver == "slack" else ["blackhole"])
+
+
+# --- aetherlink_bcrypt (web.yml of Prometheus and Alertmanager) -----------------------
+
+
+def test_bcrypt_hash_is_deterministic_per_seed_and_checks_the_password():
+    from passlib.hash import bcrypt
+
+    web = load_plugin("aetherlink_web")
+    first = web.bcrypt_hash("correct horse battery staple", "Prometheus@prom-1")
+    assert first == web.bcrypt_hash("correct horse battery staple", "Prometheus@prom-1")  # idempotent reruns
+    assert first.startswith("$2b$10$") and len(first) == 60
+    assert bcrypt.verify("correct horse battery staple", first)
+    assert not bcrypt.verify("correct horse battery stapler", first)
+    # The same password on another host or service: another salt, another hash.
+    assert web.bcrypt_hash("correct horse battery staple", "Prometheus@prom-2") != first
+    assert web.bcrypt_hash("correct horse battery staple", "Alertmanager@prom-1") != first
+    # The salt is derived from the seed, never from the password.
+    assert web.bcrypt_hash("another password entirely", "Prometheus@prom-1")[7:29] == first[7:29]
+
+
+@pytest.mark.parametrize("password, message", [
+    ("", "the password is empty"),
+    (None, "the password is empty or not a string"),
+    ("x" * 73, "bcrypt only reads the first 72 bytes"),
+])
+def test_bcrypt_hash_refuses_what_it_cannot_hash_without_showing_it(password, message):
+    web = load_plugin("aetherlink_web")
+    with pytest.raises(AnsibleFilterError) as error:
+        web.bcrypt_hash(password, "Prometheus@prom-1")
+    assert message in str(error.value)
+    if password:
+        assert password not in str(error.value)

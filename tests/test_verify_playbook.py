@@ -88,7 +88,7 @@ def test_every_check_play_records_instead_of_stopping():
         # An unreachable host is a failed row, not the end of the run; only reads: --check verifies too.
         assert play["ignore_unreachable"] is True and play["check_mode"] is False
         first = play["tasks"][0]["ansible.builtin.include_role"]
-        assert first == {"name": group, "tasks_from": "preflight.yml", "public": True}
+        assert first == {"name": group, "tasks_from": "preflight", "public": True}
         block = play["tasks"][1]
         assert "block" in block and "rescue" in block, name
         for task in tasks_of(block["block"]):

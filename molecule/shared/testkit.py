@@ -17,7 +17,11 @@ Nothing here needs a container or MOLECULE_INVENTORY_FILE at import time.
     main_pid(host, service)   systemd's MainPID of a unit
     scrape(host, url), parse_metrics(text), metric_sum(samples, name, **labels)
                               Prometheus text exposition
-    http_json(host, url)      curl inside the container, parsed as JSON
+    curl(host, url, *args), http_status(...), http_json(...)
+                              one request by curl inside the container: the
+                              body, the status code, the body parsed as JSON
+    web_login(dir), metrics_bearer(dir)
+                              curl options with the stack's credentials
     wait_until(predicate)     poll until a predicate holds
 """
 
@@ -70,14 +74,32 @@ def shared_vars():
 
 
 def scenario_env(scenario_dir, name):
-    """os.environ[name] when set and not empty, else the scenario molecule.yml's provisioner env."""
+    """os.environ[name] when set and not empty, else the provisioner env of the
+    scenario's molecule.yml, else that of the shared base config (molecule
+    merges the two, the scenario's winning)."""
     value = os.environ.get(name)
     if not value:
-        env = load_yaml(Path(scenario_dir) / "molecule.yml").get("provisioner", {}).get("env", {})
+        env = dict(load_yaml(MOLECULE_CONFIG).get("provisioner", {}).get("env", {}))
+        env.update(load_yaml(Path(scenario_dir) / "molecule.yml").get("provisioner", {}).get("env", {}))
         if name not in env:
-            raise KeyError("%s is neither in the environment nor in %s/molecule.yml" % (name, scenario_dir))
+            raise KeyError("%s is neither in the environment nor in %s/molecule.yml nor in %s"
+                           % (name, scenario_dir, MOLECULE_CONFIG))
         value = env[name]
     return value
+
+
+def web_login(scenario_dir, cacert=None):
+    """curl arguments that log in to Prometheus and Alertmanager as the roles
+    do: the shared aetherlink_web_username with AETHER_WEB_PASSWORD (the
+    scenarios' source of aetherlink_web_password), and the CA to trust."""
+    user = shared_vars().get("aetherlink_web_username", "aetherlink")
+    args = ["-u", "%s:%s" % (user, scenario_env(scenario_dir, "AETHER_WEB_PASSWORD"))]
+    return args + (["--cacert", cacert] if cacert else [])
+
+
+def metrics_bearer(scenario_dir):
+    """curl arguments with the bearer token of the AetherLink API's /metrics."""
+    return ["-H", "Authorization: Bearer %s" % scenario_env(scenario_dir, "AETHER_METRICS_TOKEN")]
 
 
 # --- Playbooks -------------------------------------------------------------------
@@ -184,9 +206,22 @@ def main_pid(host, service):
     return host.check_output("systemctl show --property MainPID --value %s", service)
 
 
-def http_json(host, url, method="GET"):
+def curl(host, url, *args, method="GET"):
+    """The body of one request from inside the container (curl); `args` are
+    curl options such as web_login(...) or metrics_bearer(...)."""
+    argv = ["curl", "-sS", "-X", method, *args, url]
+    return host.check_output(" ".join(["%s"] * len(argv)), *argv)
+
+
+def http_status(host, url, *args, method="GET"):
+    """The HTTP status code of one request from inside the container (curl)."""
+    argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, *args, url]
+    return int(host.check_output(" ".join(["%s"] * len(argv)), *argv))
+
+
+def http_json(host, url, *args, method="GET"):
     """One request from inside the container (curl); the body parsed as JSON."""
-    return json.loads(host.check_output("curl -sS -X %s %s", method, url))
+    return json.loads(curl(host, url, *args, method=method))
 
 
 def wait_until(predicate, timeout=60, interval=1):
@@ -237,9 +272,10 @@ def parse_metrics(text):
     return samples
 
 
-def scrape(host, url):
-    """Samples of a /metrics endpoint, fetched from inside the container (see parse_metrics)."""
-    return parse_metrics(host.check_output("curl -sS %s", url))
+def scrape(host, url, *args):
+    """Samples of a /metrics endpoint, fetched from inside the container (see
+    parse_metrics); `args` are curl options (credentials)."""
+    return parse_metrics(curl(host, url, *args))
 
 
 def metric_sum(samples, name, **labels):

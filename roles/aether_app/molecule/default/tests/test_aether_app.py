@@ -22,16 +22,17 @@ if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
 import testkit  # noqa: E402
+from sandbox import assert_properties, exposure, mount_of, mount_table  # noqa: E402
 from testkit import (  # noqa: E402
-    ROOT, assert_unchanged, changed_hosts, diff_added_lines, load_yaml, main_pid, metric_sum, scenario_env, scrape,
-    shared_vars, wait_until,
+    ROOT, assert_unchanged, changed_hosts, diff_added_lines, load_yaml, main_pid, metric_sum, metrics_bearer,
+    scenario_env, scrape, shared_vars, wait_until,
 )
 
 ROLE_DEFAULTS = load_yaml(SCENARIO.parents[1] / "defaults" / "main.yml")
 APP_HOST = "aether-app-1"
 SERVICE = "aetherlink"
 API = "http://127.0.0.1:8000"
-# The admin key only (no_log, never in a diff) ...
+# The admin key and the metrics token only (no_log, never in a diff) ...
 ENV_FILE = "/etc/aetherlink/aetherlink.env"
 # ... and every other setting of the service (shown by --diff).
 SETTINGS_FILE = "/etc/aetherlink/settings.env"
@@ -39,6 +40,7 @@ SMOKE_REQUESTS = 10
 
 ADMIN_KEY = scenario_env(SCENARIO, "AETHER_ADMIN_KEY")
 SEED = scenario_env(SCENARIO, "AETHER_TENANT_KEY_SEED")
+METRICS_TOKEN = scenario_env(SCENARIO, "AETHER_METRICS_TOKEN")
 
 
 def tenant_key(name):
@@ -52,7 +54,7 @@ def tenants():
 
 
 def secrets(tenants):
-    return [ADMIN_KEY, SEED] + [tenant_key(t["name"]) for t in tenants]
+    return [ADMIN_KEY, SEED, METRICS_TOKEN] + [tenant_key(t["name"]) for t in tenants]
 
 
 def run_playbook(playbook, *extra_args, env=None):
@@ -78,8 +80,8 @@ def request(host, method, path, key=None, body=None):
 
 
 def metrics(host):
-    """Samples of /metrics: {(name, frozenset(labels)): value}."""
-    return scrape(host, API + "/metrics")
+    """Samples of /metrics (with its bearer token): {(name, frozenset(labels)): value}."""
+    return scrape(host, API + "/metrics", *metrics_bearer(SCENARIO))
 
 
 def wait_healthy(host, timeout=60):
@@ -114,33 +116,27 @@ def test_service_runs_unprivileged(host):
 
 
 def test_unit_is_hardened_and_sandbox_effective(host):
-    unit = host.check_output(
-        "systemctl show aetherlink -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p ProtectHome "
-        "-p PrivateDevices -p ReadWritePaths -p CapabilityBoundingSet -p User")
-    props = dict(line.split("=", 1) for line in unit.splitlines())
-    assert props["NoNewPrivileges"] == "yes"
-    assert props["ProtectSystem"] == "strict"
-    assert props["PrivateTmp"] == "yes"
-    assert props["ProtectHome"] == "yes"
-    assert props["PrivateDevices"] == "yes"
-    assert props["User"] == "aetherlink"
-    assert "/var/lib/aetherlink" in props["ReadWritePaths"].split()
-    assert props["CapabilityBoundingSet"] == ""
+    data_dir = ROLE_DEFAULTS["aether_app_data_dir"]
+    props = assert_properties(host, "aetherlink", {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "PrivateDevices": "yes",
+        "User": "aetherlink",
+        "CapabilityBoundingSet": "",
+    }, also=["ReadWritePaths"])
+    assert data_dir in props["ReadWritePaths"].split(), props["ReadWritePaths"]
     # The sandbox is really in place: in the service's mount namespace the root
-    # and /opt are read-only, the data directory writable.
-    mounts = host.file("/proc/%s/mountinfo" % main_pid(host, SERVICE)).content_string
-    def options(mountpoint):
-        opts = ""
-        for line in mounts.splitlines():
-            fields = line.split()
-            if fields[4] == mountpoint:
-                opts = fields[5]
-        return opts.split(",")
-    assert "ro" in options("/")
-    assert "rw" in options("/var/lib/aetherlink")
+    # and /opt are read-only, the data directory (a mount point of its own) writable.
+    table = mount_table(host, main_pid(host, SERVICE))
+    for path in ("/", "/opt/aetherlink"):
+        assert "ro" in table[mount_of(table, path)].options, "%s is writable for the service" % path
+    assert mount_of(table, data_dir) == data_dir
+    assert "rw" in table[data_dir].options, "%s is read-only for the service" % data_dir
     assert host.run("systemd-analyze verify /etc/systemd/system/aetherlink.service").rc == 0
-    exposure = host.check_output("systemd-analyze security aetherlink --no-pager | tail -1")
-    assert float(re.search(r"exposure level for aetherlink.service: (\d+\.\d+)", exposure).group(1)) <= 2.0, exposure
+    level = exposure(host, "aetherlink.service")
+    assert level.score <= 2.0, level.report
 
 
 def test_env_file_protects_the_admin_key(host):
@@ -161,7 +157,9 @@ def test_env_file_protects_the_admin_key(host):
     assert ADMIN_KEY not in host.check_output("journalctl -u aetherlink --no-pager")
     # The env file holds the key only; the other settings are in SETTINGS_FILE, as protected.
     assigned = [line.split("=", 1)[0] for line in env.content_string.splitlines() if line and not line.startswith("#")]
-    assert assigned == ["API_ADMIN_KEY"]
+    assert assigned == ["API_ADMIN_KEY", "AETHER_METRICS_TOKEN"]
+    assert "AETHER_METRICS_TOKEN=%s\n" % METRICS_TOKEN in env.content_string
+    assert METRICS_TOKEN not in host.check_output("journalctl -u aetherlink --no-pager")
     settings = host.file(SETTINGS_FILE)
     assert settings.user == "root"
     assert settings.group == "aetherlink"
@@ -173,6 +171,18 @@ def test_healthz(host, tenants):
     assert status == 200
     assert body["status"] == "ok" and body["db"] == "ok"
     assert body["tenants"] == len(tenants)
+
+
+def test_metrics_require_the_bearer_token(host):
+    """/metrics answers 401 without the token, with a wrong one and with the
+    admin key; with the token it serves the contract's series."""
+    assert request(host, "GET", "/metrics")[0] == 401
+    assert request(host, "GET", "/metrics", key=METRICS_TOKEN + "x")[0] == 401
+    assert request(host, "GET", "/metrics", key=ADMIN_KEY)[0] == 401
+    status, text = request(host, "GET", "/metrics", key=METRICS_TOKEN)
+    assert status == 200 and "aether_cache_requests_total" in text
+    # The refusals are counted, under the series created at start.
+    assert metric_sum(metrics(host), "aether_http_requests_total", route="metrics", code="401") >= 3
 
 
 def test_tenants_provisioned_from_inventory(host, tenants):
@@ -353,6 +363,36 @@ def test_check_diff_previews_change_without_touching_host(host, tenants):
     assert live_setting(host, "AETHER_CACHE_TTL_SECONDS") == "AETHER_CACHE_TTL_SECONDS=%d" % old
 
 
+def test_unlisted_tenants_are_kept_with_a_warning_or_pruned_on_request(host, tenants):
+    """A tenant that the inventory no longer lists stays (the run names it)
+    unless aether_app_prune_tenants is true: then it is deleted with its key,
+    and a second run changes nothing."""
+    converge = SCENARIO / "converge.yml"
+    extra = {"name": "retired-tenant", "vip": False}
+    rc, out = run_playbook(converge, "-e", json.dumps({"aetherlink_tenants": tenants + [extra]}))
+    assert rc == 0, out
+    question = {"question": "How do I do a factory reset?"}
+    assert request(host, "POST", "/v1/query", key=tenant_key("retired-tenant"), body=question)[0] == 200
+
+    rc, out = run_playbook(converge)
+    assert rc == 0, out
+    assert "retired-tenant" in out and "aether_app_prune_tenants" in out
+    status, body = request(host, "GET", "/v1/admin/tenants", key=ADMIN_KEY)
+    assert "retired-tenant" in {t["name"] for t in body["tenants"]}
+
+    rc, out = run_playbook(converge, "-e", "aether_app_prune_tenants=true")
+    assert rc == 0, out
+    assert changed_hosts(out) == [APP_HOST]
+    status, body = request(host, "GET", "/v1/admin/tenants", key=ADMIN_KEY)
+    assert {t["name"] for t in body["tenants"]} == {t["name"] for t in tenants}
+    assert request(host, "POST", "/v1/query", key=tenant_key("retired-tenant"), body=question)[0] == 401
+    assert not [k for k in metrics(host) if ("tenant", "retired-tenant") in k[1]], "its series are still exported"
+    rc, out = run_playbook(converge, "-e", "aether_app_prune_tenants=true")
+    assert rc == 0 and changed_hosts(out) == [], out
+    for secret in secrets(tenants) + [tenant_key("retired-tenant")]:
+        assert secret not in out
+
+
 def test_bad_input_rejected_before_touching_host(host):
     pid = main_pid(host, SERVICE)
     converge = SCENARIO / "converge.yml"
@@ -371,6 +411,14 @@ def test_bad_input_rejected_before_touching_host(host):
     rc, out = run_playbook(converge, env={"AETHER_TENANT_KEY_SEED": ""})
     assert rc != 0
     assert "aether_app_tenant_key_seed must be a secret of at least 16 characters" in out
+    rc, out = run_playbook(converge, env={"AETHER_METRICS_TOKEN": "token with spaces!"})
+    assert rc != 0
+    assert "aetherlink_app_metrics_token must be empty (an open /metrics) or 16-256 characters" in out
+    assert "token with spaces!" not in out
+    rc, out = run_playbook(converge, "-e", "aether_app_prune_tenants=maybe")
+    assert rc != 0
+    # Refused by the role's argument spec (its type), before the preflight's own check.
+    assert "argument 'aether_app_prune_tenants' is of type str and we were unable to convert to bool" in out
     # Nothing reached the host: same process, same configuration.
     assert main_pid(host, SERVICE) == pid
     assert "AETHER_PORT=8000" in host.file(SETTINGS_FILE).content_string

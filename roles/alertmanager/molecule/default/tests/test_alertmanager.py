@@ -24,15 +24,19 @@ if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
 from testkit import (  # noqa: E402
-    ROOT, assert_unchanged, changed_hosts, diff_added_lines, http_json, main_pid, metric_sum, run_playbook, scenario_env,
-    scrape, shared_vars, wait_until,
+    ROOT, assert_unchanged, changed_hosts, curl, diff_added_lines, http_json, http_status, main_pid, metric_sum,
+    run_playbook, scenario_env, scrape, shared_vars, wait_until, web_login,
 )
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 AM_HOSTS = ["alertmanager-1", "alertmanager-2"]
 SERVICE = "prometheus-alertmanager"
 CONFIG_FILE = "/etc/prometheus/alertmanager.yml"
-AM_API = "http://127.0.0.1:9093"
+# TLS and basic auth on the web endpoints (molecule.yml): the tests log in as
+# the roles do, trusting the CA the role installed beside web.yml.
+AM_API = "https://127.0.0.1:9093"
+WEB_DIR = "/etc/prometheus/alertmanager_web"
+LOGIN = web_login(SCENARIO, cacert=WEB_DIR + "/tls/ca.crt")
 RECEIVER_API = "https://127.0.0.1:8443/requests"
 GROUP_WAIT = 2
 SETTLE = 2 * 5 + GROUP_WAIT + 5  # both peers' waits + group_wait + margin: any duplicate would be here
@@ -57,12 +61,12 @@ def receiver():
 
 
 def am_get(host, path):
-    return http_json(host, AM_API + path)
+    return http_json(host, AM_API + path, *LOGIN)
 
 
 def metric(host, name, **labels):
     """Sum of the samples of `name` on this Alertmanager whose labels include `labels`."""
-    return metric_sum(scrape(host, AM_API + "/metrics"), name, **labels)
+    return metric_sum(scrape(host, AM_API + "/metrics", *LOGIN), name, **labels)
 
 
 def iso(dt):
@@ -84,10 +88,8 @@ def post_alert(hosts, alertname, tenant, severity, resolved=False, **labels):
         "endsAt": iso(now if resolved else now + timedelta(hours=1)),
     }
     for host in hosts:
-        host.check_output(
-            "curl -sS -f -XPOST -H 'Content-Type: application/json' --data %s %s",
-            json.dumps([alert]), AM_API + "/api/v2/alerts",
-        )
+        curl(host, AM_API + "/api/v2/alerts", "-f", "-H", "Content-Type: application/json", "--data", json.dumps([alert]),
+             *LOGIN, method="POST")
     return started
 
 
@@ -129,6 +131,46 @@ def test_cluster_ready_with_two_peers(ams):
         cluster = am_get(am, "/api/v2/status")["cluster"]
         assert cluster["status"] == "ready"
         assert len(cluster["peers"]) == 2
+
+
+def test_every_endpoint_requires_the_web_login(ams):
+    """Without credentials, or with a wrong password, Alertmanager answers 401
+    on its API v2 (an alert posted that way is not taken), its reload endpoint
+    and its metrics."""
+    tenant = unique_tenant("noauth")
+    wrong = ["-u", "%s:wrong-password-%s" % (shared_vars()["aetherlink_web_username"], "y" * 8)]
+    ca = ["--cacert", WEB_DIR + "/tls/ca.crt"]
+    alert = json.dumps([{"labels": {"alertname": "Unauthenticated", "tenant": tenant, "severity": "warning"}}])
+    for am in ams:
+        for method, path in [("GET", "/api/v2/status"), ("GET", "/api/v2/alerts"), ("GET", "/api/v2/silences"),
+                             ("POST", "/-/reload"), ("GET", "/metrics"), ("GET", "/-/ready")]:
+            assert http_status(am, AM_API + path, *ca, method=method) == 401, path
+            assert http_status(am, AM_API + path, *ca, *wrong, method=method) == 401, path
+        assert http_status(am, AM_API + "/api/v2/alerts", *ca, "-H", "Content-Type: application/json",
+                           "--data", alert, method="POST") == 401
+        assert http_status(am, AM_API + "/api/v2/status", *LOGIN) == 200
+    for am in ams:
+        assert not [a for a in am_get(am, "/api/v2/alerts") if a["labels"].get("tenant") == tenant]
+
+
+def test_web_endpoints_speak_tls_with_the_hosts_certificate(ams):
+    """TLS is real: plain HTTP is refused, the certificate is the host's (its
+    name and 127.0.0.1), signed by the CA the role installed; an untrusted
+    client fails the handshake."""
+    for name, am in zip(AM_HOSTS, ams):
+        assert http_status(am, AM_API.replace("https://", "http://") + "/-/ready", *LOGIN[:2]) == 400
+        result = am.run("curl -sS -o /dev/null %s", AM_API + "/-/ready")  # system CAs only
+        assert result.rc == 60, result.stderr  # curl: peer certificate cannot be authenticated
+        subject = am.check_output("openssl x509 -in %s -noout -ext subjectAltName", WEB_DIR + "/tls/server.crt")
+        assert "DNS:%s" % name in subject and "IP Address:127.0.0.1" in subject
+        assert am.file(WEB_DIR + "/tls/server.key").mode == 0o640
+        assert am.file(WEB_DIR + "/tls/server.key").group == "prometheus"
+        web = am.file(WEB_DIR + "/web.yml").content_string
+        assert "tls_server_config" in web and "$2b$10$" in web
+        assert scenario_env(SCENARIO, "AETHER_WEB_PASSWORD") not in web
+        # The peer's name works too: the other Alertmanager's certificate carries it.
+        other = AM_HOSTS[1 - AM_HOSTS.index(name)]
+        assert http_status(am, "https://%s:9093/-/ready" % other, *LOGIN) == 200
 
 
 def test_secret_file_readable_by_service_only(ams):
@@ -229,6 +271,35 @@ def test_notification_not_lost_while_receiver_is_down(ams, receiver):
     # most one message per peer.
     assert 1 <= len(found) <= len(ams), found
     assert {m["body"]["attachments"][0]["title"] for m in found} == {"[FIRING] LowConfidenceSpike (warning)"}
+
+
+def test_peer_stopped_while_an_alert_fires_gives_one_message_and_the_cluster_reforms(ams, receiver):
+    """One of the two Alertmanagers is down while an alert fires: the other
+    sends exactly one message. Started again, the peer rejoins (2 peers) and
+    learns from the cluster's notification log that the message went out:
+    the alert sent again to both, as Prometheus keeps doing, gives no second
+    message."""
+    tenant = unique_tenant("peerdown")
+    first, second = ams
+    title = "[FIRING] CacheEffectivenessDrop (warning)"
+    second.check_output("systemctl stop %s", SERVICE)
+    try:
+        post_alert([first], "CacheEffectivenessDrop", tenant, "warning")  # Prometheus only reaches the first
+        found = wait_for(receiver, tenant, 1)
+        time.sleep(SETTLE)
+        assert [m["body"]["attachments"][0]["title"] for m in messages(receiver, tenant)] == [title], found
+    finally:
+        second.check_output("systemctl start %s", SERVICE)
+
+    def reformed():
+        try:
+            return all(len(am_get(am, "/api/v2/status")["cluster"]["peers"]) == 2 for am in ams)
+        except (AssertionError, ValueError):  # the restarted peer is not answering yet
+            return False
+    assert wait_until(reformed, timeout=90, interval=2), "the cluster did not re-form with 2 peers"
+    post_alert(ams, "CacheEffectivenessDrop", tenant, "warning")
+    time.sleep(SETTLE + 10)  # and a group_interval
+    assert [m["body"]["attachments"][0]["title"] for m in messages(receiver, tenant)] == [title]
 
 
 def test_config_change_is_live_after_reload_with_same_process(ams):

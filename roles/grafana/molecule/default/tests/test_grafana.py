@@ -8,6 +8,7 @@ scenario's real Prometheus (published on 127.0.0.1:19090), which scrapes the
 real AetherLink service after smoke traffic.
 """
 
+import base64
 import configparser
 import json
 import os
@@ -75,8 +76,11 @@ def shared():
 
 
 def prometheus(path, **params):
+    """GET Prometheus' API from the controller, logged in as Grafana's datasource is (basic auth)."""
     url = PROMETHEUS + path + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
-    with urllib.request.urlopen(url, timeout=30) as answer:
+    login = "%s:%s" % (shared()["aetherlink_web_username"], scenario_env(SCENARIO, "AETHER_WEB_PASSWORD"))
+    request = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(login.encode()).decode()})
+    with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read())
 
 
@@ -142,6 +146,9 @@ def test_datasource_points_at_the_prometheus_group_with_the_fixed_uid(grafana):
     assert source["uid"] == ROLE_VARS["_grafana_datasource_uid"] == "aetherlink-prometheus"
     assert source["type"] == "prometheus" and source["isDefault"] is True and source["editable"] is False
     assert source["url"] == "http://prometheus-1:%s" % shared()["aetherlink_prometheus_port"]
+    # It logs in to Prometheus as every client of the stack does (basic auth on by default).
+    assert source["basicAuth"] is True and source["basicAuthUser"] == shared()["aetherlink_web_username"]
+    assert source["secureJsonData"] == {"basicAuthPassword": scenario_env(SCENARIO, "AETHER_WEB_PASSWORD")}
 
 
 def test_dashboard_provider_of_the_folder_aetherlink(grafana):

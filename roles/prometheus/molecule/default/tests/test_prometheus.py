@@ -8,9 +8,11 @@ never repeated here.
 import json
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[5] / "molecule" / "shared"  # testkit: the scenarios' shared helpers
@@ -18,10 +20,13 @@ if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
 from testkit import (  # noqa: E402
-    ROOT, changed_hosts, diff_added_lines, http_json, main_pid, metric_sum, run_playbook, scrape, shared_vars, wait_until,
+    ROOT, changed_hosts, curl, diff_added_lines, http_json, http_status, main_pid, metric_sum, run_playbook, scenario_env,
+    scrape, shared_vars, wait_until, web_login,
 )
 
 API = "http://127.0.0.1:9090"
+# Basic auth on every endpoint (aetherlink_web_*): the tests log in as the roles do.
+LOGIN = web_login(SCENARIO)
 SERVICE = "prometheus"
 ALERTS_FILE = "/etc/prometheus/rules/aetherlink.alerts.yml"
 
@@ -113,8 +118,8 @@ def slo_ratio_records(shared):
 
 def api(host, path, method="GET"):
     if path.startswith("/api/"):
-        return http_json(host, API + path, method)
-    return host.check_output("curl -sS -X %s %s%s", method, API, path)
+        return http_json(host, API + path, *LOGIN, method=method)
+    return curl(host, API + path, *LOGIN, method=method)
 
 
 def rules_by_name(host):
@@ -123,7 +128,7 @@ def rules_by_name(host):
 
 
 def reload_successful(host):
-    samples = scrape(host, API + "/metrics")
+    samples = scrape(host, API + "/metrics", *LOGIN)
     assert any(name == "prometheus_config_last_reload_successful" for name, _ in samples), "metric missing"
     return metric_sum(samples, "prometheus_config_last_reload_successful")
 
@@ -236,6 +241,96 @@ def test_targets_follow_inventory(host):
     alertmanagers = api(host, "/api/v1/alertmanagers")["data"]
     urls = [a["url"] for a in alertmanagers["activeAlertmanagers"] + alertmanagers["droppedAlertmanagers"]]
     assert urls == ["http://alertmanager-test:9093/api/v2/alerts"]
+
+
+def test_every_endpoint_requires_the_web_login(host):
+    """Without credentials, or with a wrong password, Prometheus answers 401 on
+    its API, its lifecycle endpoint and its own metrics; a refused reload is
+    not carried out."""
+    def reload_timestamp():
+        return metric_sum(scrape(host, API + "/metrics", *LOGIN), "prometheus_config_last_reload_success_timestamp_seconds")
+
+    before = reload_timestamp()
+    user = shared_vars()["aetherlink_web_username"]
+    wrong = ["-u", "%s:not-the-password-%s" % (user, "x" * 8)]
+    for method, path in [("POST", "/-/reload"), ("GET", "/api/v1/query?query=up"), ("GET", "/api/v1/rules"),
+                         ("GET", "/api/v1/status/config"), ("GET", "/metrics"), ("GET", "/-/ready"), ("GET", "/graph")]:
+        assert http_status(host, API + path, method=method) == 401, path
+        assert http_status(host, API + path, *wrong, method=method) == 401, path
+    assert http_status(host, API + "/api/v1/query?query=up", *LOGIN) == 200
+    assert reload_timestamp() == before, "a reload without credentials was carried out"
+
+
+def test_web_config_holds_a_bcrypt_hash_never_the_password(host):
+    password = scenario_env(SCENARIO, "AETHER_WEB_PASSWORD")
+    web = host.file("/etc/prometheus/web/web.yml")
+    assert web.user == "root" and web.group == "prometheus" and web.mode == 0o640
+    assert re.search(r'"%s": "\$2b\$10\$[./A-Za-z0-9]{53}"' % shared_vars()["aetherlink_web_username"],
+                     web.content_string), web.content_string
+    assert password not in web.content_string
+    cmdline = host.check_output("cat /proc/%s/cmdline | tr '\\0' ' '", main_pid(host, SERVICE))
+    assert "--web.config.file=/etc/prometheus/web/web.yml" in cmdline
+    secret = host.file("/etc/prometheus/secrets/web_password")
+    assert secret.mode == 0o640 and secret.group == "prometheus" and secret.content_string == password
+    assert password not in host.file("/etc/prometheus/prometheus.yml").content_string
+    token = host.file("/etc/prometheus/secrets/app_metrics_token")
+    assert token.mode == 0o640 and token.content_string == scenario_env(SCENARIO, "AETHER_METRICS_TOKEN")
+
+
+def test_scrapes_and_alerting_present_their_credentials(host):
+    config = host.file("/etc/prometheus/prometheus.yml").content_string
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config)["scrape_configs"]}
+    login = {"username": shared_vars()["aetherlink_web_username"], "password_file": "/etc/prometheus/secrets/web_password"}
+    assert jobs["prometheus"]["basic_auth"] == login
+    assert jobs["alertmanager"]["basic_auth"] == login
+    assert jobs["aether_app"]["authorization"] == {"type": "Bearer",
+                                                    "credentials_file": "/etc/prometheus/secrets/app_metrics_token"}
+    alerting = yaml.safe_load(config)["alerting"]["alertmanagers"][0]
+    assert alerting["basic_auth"] == login
+    # Its own scrape logs in: the self target is up (test_targets_follow_inventory waits for the first scrape).
+
+
+def test_password_rotation_needs_no_restart(host):
+    """A new web password reaches web.yml and the password file; Prometheus
+    takes it at the next request (no reload, no restart), its scrape of itself
+    keeps working with it, and a second run changes nothing."""
+    pid = main_pid(host, SERVICE)
+    old = scenario_env(SCENARIO, "AETHER_WEB_PASSWORD")
+    new = old + "-rotated"
+    new_login = ["-u", "%s:%s" % (shared_vars()["aetherlink_web_username"], new)]
+
+    def self_target():
+        targets = http_json(host, API + "/api/v1/targets", *new_login)["data"]["activeTargets"]
+        return next(t for t in targets if t["labels"]["job"] == "prometheus")
+
+    try:
+        rc, out = run_playbook(SCENARIO / "converge.yml", env={"AETHER_WEB_PASSWORD": new})
+        assert rc == 0, out
+        assert new not in out and old not in out
+        rotated_at = float(host.check_output("date +%s"))
+        assert http_status(host, API + "/api/v1/query?query=up", *new_login) == 200
+        assert http_status(host, API + "/api/v1/query?query=up", *LOGIN) == 401
+        assert main_pid(host, SERVICE) == pid
+        # The next scrape of itself, after the rotation, logs in with the new password.
+        def scraped_since_rotation():
+            target = self_target()
+            return target if _epoch(target["lastScrape"]) > rotated_at + 1 else None
+
+        target = wait_until(scraped_since_rotation, timeout=60, interval=3)
+        assert target and target["health"] == "up", target
+        rc, out = run_playbook(SCENARIO / "converge.yml", env={"AETHER_WEB_PASSWORD": new})
+        assert rc == 0 and changed_hosts(out) == [], out
+    finally:
+        rc, out = run_playbook(SCENARIO / "converge.yml")
+        assert rc == 0, out
+    assert http_status(host, API + "/api/v1/query?query=up", *LOGIN) == 200
+    assert main_pid(host, SERVICE) == pid
+
+
+def _epoch(rfc3339):
+    """Seconds since the epoch of a Prometheus API timestamp (2026-11-28T22:10:01.123456789Z)."""
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", rfc3339).replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def test_config_files_not_world_readable(host):
