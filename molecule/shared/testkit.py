@@ -215,8 +215,7 @@ def curl(host, url, *args, method="GET"):
 
 def http_status(host, url, *args, method="GET"):
     """The HTTP status code of one request from inside the container (curl)."""
-    argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, *args, url]
-    return int(host.check_output(" ".join(["%s"] * len(argv)), *argv))
+    return int(curl(host, url, "-o", "/dev/null", "-w", "%{http_code}", *args, method=method))
 
 
 def http_json(host, url, *args, method="GET"):

@@ -105,6 +105,11 @@ def alerts(prometheus, state=None):
     return [a for a in data if state is None or a["state"] == state]
 
 
+def firing(prometheus):
+    """The firing alerts as (alertname, tenant) pairs."""
+    return {(a["labels"]["alertname"], a["labels"]["tenant"]) for a in alerts(prometheus, "firing")}
+
+
 # --- The stack as deployed ---------------------------------------------------------
 
 
@@ -177,10 +182,10 @@ def test_degraded_tenants_fire_then_resolve_once_each(receiver, prometheus, aler
     assert any(a["labels"]["tenant"] == VIP_TENANT and a["status"]["state"] == "suppressed" for a in suppressed)
 
     # Faults while the alerts fire: nothing lost, nothing sent twice.
-    firing = {(a["labels"]["alertname"], a["labels"]["tenant"]) for a in alerts(prometheus, "firing")}
-    assert ("CacheEffectivenessDropVIP", VIP_TENANT) in firing and ("LowConfidenceSpike", PLAIN_TENANT) in firing
-    fault_bad_rule_is_refused_and_the_alerts_keep_firing(prometheus, firing)
-    fault_prometheus_restart_restores_the_alerts(prometheus, firing)
+    fired_pairs = firing(prometheus)
+    assert ("CacheEffectivenessDropVIP", VIP_TENANT) in fired_pairs and ("LowConfidenceSpike", PLAIN_TENANT) in fired_pairs
+    fault_bad_rule_is_refused_and_the_alerts_keep_firing(prometheus, fired_pairs)
+    fault_prometheus_restart_restores_the_alerts(prometheus, fired_pairs)
     fault_app_restart_under_traffic_keeps_tenants(app, prometheus)
     time.sleep(15)  # a group_interval and the peers' waits: a duplicate would arrive here
     # No alert fired twice (the fault's traffic is ordinary: it may already resolve them).
@@ -224,27 +229,25 @@ def prometheus_value(prometheus, query):
     return float(result[0]["value"][1]) if result else None
 
 
-def fault_bad_rule_is_refused_and_the_alerts_keep_firing(prometheus, firing):
+def fault_bad_rule_is_refused_and_the_alerts_keep_firing(prometheus, fired_pairs):
     """A broken rule pushed through the fast path is refused before it goes
     live; the old rules keep evaluating and the alerts keep firing."""
     pid = main_pid(prometheus, "prometheus")
     broken = {"prometheus_custom_rule_groups": [{"name": "broken", "rules": [{"record": "x:y", "expr": "sum(rate(x[5m])"}]}]}
-    evaluated = prometheus_value(prometheus, 'max(prometheus_rule_group_last_evaluation_timestamp_seconds{rule_group=~".*aetherlink_alerts"})')
+    last_evaluation = 'max(prometheus_rule_group_last_evaluation_timestamp_seconds{rule_group=~".*aetherlink_alerts"})'
+    evaluated = prometheus_value(prometheus, last_evaluation)
     rc, out = run(ROOT / "playbooks" / "rules.yml", "-e", json.dumps(broken))
     assert rc != 0 and re.search(r"unclosed left parenthesis|parse error", out), out
     assert not prometheus.file("/etc/prometheus/rules/custom.rules.yml").exists
     assert main_pid(prometheus, "prometheus") == pid
 
-    def evaluated_again():
-        return prometheus_value(
-            prometheus, 'max(prometheus_rule_group_last_evaluation_timestamp_seconds{rule_group=~".*aetherlink_alerts"})'
-        ) > evaluated
-    assert wait_until(evaluated_again, timeout=60, interval=2), "the alert rules stopped being evaluated"
-    now = {(a["labels"]["alertname"], a["labels"]["tenant"]) for a in alerts(prometheus, "firing")}
-    assert firing <= now, firing - now
+    assert wait_until(lambda: prometheus_value(prometheus, last_evaluation) > evaluated, timeout=60, interval=2), \
+        "the alert rules stopped being evaluated"
+    now = firing(prometheus)
+    assert fired_pairs <= now, fired_pairs - now
 
 
-def fault_prometheus_restart_restores_the_alerts(prometheus, firing):
+def fault_prometheus_restart_restores_the_alerts(prometheus, fired_pairs):
     """Prometheus restarted while the alerts fire: its rules are back and the
     same alerts fire again (Alertmanager still holds them: no new message)."""
     pid = main_pid(prometheus, "prometheus")
@@ -253,10 +256,9 @@ def fault_prometheus_restart_restores_the_alerts(prometheus, firing):
 
     def firing_again():
         try:
-            now = {(a["labels"]["alertname"], a["labels"]["tenant"]) for a in alerts(prometheus, "firing")}
+            return fired_pairs <= firing(prometheus)
         except (AssertionError, ValueError, KeyError):  # not ready yet
             return False
-        return firing <= now
     assert wait_until(firing_again, timeout=150, interval=3), "the alerts did not fire again after the restart"
 
 
