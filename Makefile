@@ -2,11 +2,12 @@
 #   make test   - install what is missing, then lint + unit tests + every Molecule scenario
 #   make up     - the whole stack in a local sandbox, verified
 #   make down   - remove the sandbox
+#   make bench-app|bench-smoke|bench-metrics|bench-rules|bench-deploy - the benchmarks
 SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help tools setup image lint unit molecule test up down clean
+.PHONY: help tools setup image lint unit molecule test up down clean bench-app bench-smoke bench-metrics bench-rules bench-deploy
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -43,3 +44,20 @@ down: tools        ## remove the sandbox's containers and network (the image and
 clean:
 	-for role in roles/*/molecule; do (cd $$role/.. && molecule destroy); done
 	rm -rf .cache
+
+# Benchmarks (benchmarks/README.md: what each measures, options, results). Not
+# part of `make test`: timings belong here, not in tests. BENCH_ARGS passes options.
+bench-app: tools     ## the API's latency and throughput
+	python benchmarks/app_bench.py $(BENCH_ARGS)
+
+bench-smoke: tools   ## the smoke traffic sender's requests/s
+	python benchmarks/smoke_bench.py --sender-python /usr/bin/python3 $(BENCH_ARGS)
+
+bench-metrics: tools ## the API's /metrics at 100 / 1k / 10k tenants, and queries during scrapes
+	python benchmarks/metrics_bench.py $(BENCH_ARGS)
+
+bench-rules: tools   ## rule evaluation, dashboard refresh and billing cost, recorded vs raw, 100 / 1k / 10k tenants
+	python benchmarks/rules_bench.py $(BENCH_ARGS)
+
+bench-deploy: setup  ## site.yml rerun and rules-only change on the sandbox (run `make up` first)
+	python benchmarks/deploy_bench.py $(BENCH_ARGS)

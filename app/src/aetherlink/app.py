@@ -61,6 +61,25 @@ MAX_DOC_ID_CHARS = 200
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header lists ``gzip`` with a non-zero weight (Prometheus sends
+    ``gzip``). Only the explicit coding counts, not ``*``."""
+    for item in accept_encoding.split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    return False
+        return weight > 0
+    return False
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware: counts and times every HTTP request, turns crashes into JSON 500s."""
 
@@ -205,7 +224,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     async def metrics(request: Request) -> Response:
         service.authenticate_metrics(request.headers)
-        return Response(service.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
+        snapshot = await service.metrics.snapshot()
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
+            return Response(await snapshot.gzipped(), media_type=PROMETHEUS_CONTENT_TYPE,
+                            headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+        return Response(snapshot.body, media_type=PROMETHEUS_CONTENT_TYPE, headers={"Vary": "Accept-Encoding"})
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)

@@ -29,7 +29,7 @@ from testkit import (  # noqa: E402
 )
 
 ROLE_DEFAULTS = load_yaml(SCENARIO.parents[1] / "defaults" / "main.yml")
-APP_HOST = "aether-app-1"
+APP_HOST = "app-test-1"
 SERVICE = "aetherlink"
 API = "http://127.0.0.1:8000"
 # The admin key and the metrics token only (no_log, never in a diff) ...

@@ -145,7 +145,7 @@ def test_datasource_points_at_the_prometheus_group_with_the_fixed_uid(grafana):
     source = sources[0]
     assert source["uid"] == ROLE_VARS["_grafana_datasource_uid"] == "aetherlink-prometheus"
     assert source["type"] == "prometheus" and source["isDefault"] is True and source["editable"] is False
-    assert source["url"] == "http://prometheus-1:%s" % shared()["aetherlink_prometheus_port"]
+    assert source["url"] == "http://grafana-prometheus-1:%s" % shared()["aetherlink_prometheus_port"]
     # It logs in to Prometheus as every client of the stack does (basic auth on by default).
     assert source["basicAuth"] is True and source["basicAuthUser"] == shared()["aetherlink_web_username"]
     assert source["secureJsonData"] == {"basicAuthPassword": scenario_env(SCENARIO, "AETHER_WEB_PASSWORD")}
