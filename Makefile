@@ -57,7 +57,7 @@ bench-metrics: tools ## the API's /metrics at 100 / 1k / 10k tenants, and querie
 	python benchmarks/metrics_bench.py $(BENCH_ARGS)
 
 bench-rules: tools   ## rule evaluation, dashboard refresh and billing cost, recorded vs raw, 100 / 1k / 10k tenants
-	python benchmarks/rules_bench.py $(BENCH_ARGS)
+	python benchmarks/rules_bench.py $(or $(BENCH_ARGS),--tenants 100,1000,10000 --step 15,10000:60)
 
 bench-deploy: setup  ## site.yml rerun and rules-only change on the sandbox (run `make up` first)
 	python benchmarks/deploy_bench.py $(BENCH_ARGS)

@@ -7,11 +7,16 @@
 #   - a running Docker engine (started in the background when there is no systemd)
 #   - the systemd base image for the containers (scripts/build-image.sh)
 # With --tools, only what the controller-side checks need (lint, unit tests):
-# no Docker engine, no image.
+# no Docker engine, no image. With --bench, the same plus the prometheus server
+# binary from Debian's package into .cache/bench/bin (benchmarks/rules_bench.py).
 # Idempotent: a second run only checks.
 set -euo pipefail
 tools_only=""
-[[ "${1:-}" == "--tools" ]] && tools_only=1
+bench=""
+case "${1:-}" in
+  --tools) tools_only=1 ;;
+  --bench) tools_only=1 bench=1 ;;
+esac
 cd "$(dirname "$0")/.."
 root="$PWD"
 venv="$root/.venv"
@@ -63,20 +68,26 @@ if [[ -f app/pyproject.toml ]] && ! "$venv/bin/python" -c 'import aetherlink, ht
 fi
 
 # --- promtool and amtool from Debian's packages ---------------------------------------
-extract_tool() { # tool package
-  local tool="$1" pkg="$2"
-  [[ -x "$venv/bin/$tool" ]] && return 0
+extract_tool() { # tool package [destination directory, default the venv's bin]
+  local tool="$1" pkg="$2" dest="${3:-$venv/bin}"
+  [[ -x "$dest/$tool" ]] && return 0
   if [[ -z "$apt_updated" ]]; then apt-get update -qq; apt_updated=1; fi
   log "unpacking $tool from Debian's $pkg"
   local dir
   dir="$(mktemp -d "$cache/deb.XXXXXX")"
   (cd "$dir" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null)
   dpkg-deb -x "$dir"/"$pkg"_*.deb "$dir/root"
-  install -m 0755 "$dir/root/usr/bin/$tool" "$venv/bin/$tool"
+  mkdir -p "$dest"
+  install -m 0755 "$dir/root/usr/bin/$tool" "$dest/$tool"
   rm -rf "$dir"
 }
 extract_tool promtool prometheus
 extract_tool amtool prometheus-alertmanager
+if [[ -n "$bench" ]]; then
+  extract_tool prometheus prometheus "$cache/bench/bin"
+  log "benchmark tools ready ($cache/bench/bin/prometheus)"
+  exit 0
+fi
 
 if [[ -n "$tools_only" ]]; then
   log "tools ready (no Docker engine needed for lint and unit tests)"

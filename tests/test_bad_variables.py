@@ -153,6 +153,8 @@ CASES = {
     "prometheus-scrape-timeout-above-interval": Case("prometheus", {
         "prometheus_scrape_interval": "15s", "prometheus_scrape_timeout": "30s"}, [
         "prometheus_scrape_timeout must not be longer than prometheus_scrape_interval", 'got "30s" and "15s"']),
+    "prometheus-slo-long-interval-over-lookback": Case("prometheus", {"prometheus_rules_slo_long_interval": "5m"}, [
+        "prometheus_rules_slo_long_interval must be above 0 and below 5m", 'got "5m"']),
     "prometheus-hourly-interval-zero": Case("prometheus", {"prometheus_rules_hourly_interval": "0s"}, [
         "prometheus_rules_hourly_interval must be above 0 and at most 1h", 'got "0s"']),
     "prometheus-external-label-name": Case("prometheus", {"prometheus_external_labels": {"deploy env": "x"}}, [

@@ -30,6 +30,7 @@ TEST_FILES = (
 RULE_GROUPS = {  # name -> interval
     "aetherlink_recording": "30s",
     "aetherlink_slo": "30s",
+    "aetherlink_slo_long": "2m",
     "aetherlink_billing_hourly": "1h",
     "aetherlink_sla_hourly": "1h",
     "aetherlink_billing": "5m",
