@@ -31,6 +31,14 @@ SERVICE = "prometheus"
 ALERTS_FILE = "/etc/prometheus/rules/aetherlink.alerts.yml"
 
 RECORDING_RULES = {
+    # the per-tenant rates every ratio below is derived from (each raw range read once)
+    "aether:cache_hits:rate5m",
+    "aether:cache_requests:rate5m",
+    "aether:rag_answers:rate15m",
+    "aether:rag_lowconfidence:rate15m",
+    "aether:http_requests_5xx:rate5m",
+    "aether:query_requests:rate5m",
+    "aether:query_duration_seconds_bucket:rate5m",
     # the seed's six
     "aether:cache_hit_ratio:5m",
     "aether:rerank_utilization_pct:15m",
@@ -68,6 +76,7 @@ RECORDING_RULES = {
 RECORDING_GROUPS = {
     "aetherlink_recording": 30,
     "aetherlink_slo": 30,
+    "aetherlink_slo_long": 120,  # prometheus_rules_slo_long_interval: the 6h SLO ratios
     "aetherlink_billing_hourly": 3600,
     "aetherlink_sla_hourly": 3600,
     "aetherlink_billing": 300,
