@@ -1,13 +1,14 @@
 # AetherLink monitoring stack: the entry points.
-#   make test   - install what is missing, then lint + unit tests + every Molecule scenario
+#   make test   - install what is missing, then lint + unit tests + every Molecule scenario + browser checks
 #   make up     - the whole stack in a local sandbox, verified
 #   make down   - remove the sandbox
+#   make browser - the sandbox's web pages checked in headless Chromium (part of make test)
 #   make bench-app|bench-smoke|bench-metrics|bench-rules|bench-deploy - the benchmarks
 SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help tools setup image lint unit molecule test up down clean bench-app bench-smoke bench-metrics bench-rules bench-deploy
+.PHONY: help tools setup image lint unit molecule test up down browser clean bench-app bench-smoke bench-metrics bench-rules bench-deploy
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -26,7 +27,7 @@ lint: tools        ## yamllint + ansible-lint (production profile)
 	ansible-lint
 
 unit: tools        ## controller-side tests (promtool rule tests, templates) and the app's tests
-	python -m pytest tests -q -p no:cacheprovider
+	python -m pytest tests -q -p no:cacheprovider --ignore=tests/browser
 	python -m pytest app/tests -q -p no:cacheprovider
 
 molecule: setup    ## one scenario: make molecule ROLE=prometheus [SCENARIO=default]
@@ -37,6 +38,9 @@ test: setup        ## everything, as CI runs it
 
 up: setup          ## the whole stack in a local sandbox (containers on this machine), verified
 	ansible-playbook -i inventories/local playbooks/sandbox_up.yml
+
+browser: setup     ## the sandbox (deployed with shortened alert durations) read in headless Chromium: tests/browser
+	bash scripts/browser.sh
 
 down: tools        ## remove the sandbox's containers and network (the image and secrets stay)
 	ansible-playbook -i inventories/local playbooks/sandbox_down.yml

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian, as root) for the sandbox and the tests:
-#   - Debian packages: python3-venv, docker.io, debootstrap (only what is missing)
+#   - Debian packages: python3-venv, docker.io, debootstrap, chromium (only what
+#     is missing; chromium is the browser of the checks in tests/browser)
 #   - promtool and amtool, unpacked from Debian's packages into the venv
 #     (no Prometheus/Alertmanager service is installed on the controller)
 #   - the Python venv (.venv) from requirements.txt
@@ -42,6 +43,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [[ -z "$tools_only" ]]; then
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 fi
 command -v make >/dev/null || missing+=(make)
 if ((${#missing[@]})); then

@@ -5,8 +5,10 @@
 # counts them and the exit code is non-zero when any failed.
 #
 # Running two at a time is safe: every scenario has its own container names
-# and Docker network, molecule keeps each scenario's state apart, and the
-# pytest suites touch no container. It pays because a scenario spends much of
+# and Docker network, molecule keeps each scenario's state apart, the browser
+# suite (scripts/browser.sh) uses the local sandbox's containers, network and
+# loopback ports, which no scenario uses, and the pytest suites touch no
+# container. It pays because a scenario spends much of
 # its time waiting (systemd, alert `for` durations, group_wait) rather than
 # computing. Each suite's output goes to .cache/logs/<suite>.log and is printed
 # whole when the suite ends, so two suites never interleave on the screen.
@@ -59,12 +61,13 @@ for dir in molecule/*/ roles/*/molecule/*/; do
   project="$(dirname "$(dirname "$dir")")"
   add "molecule ${project}:${scenario}" molecule_scenario "$project" "$scenario"
 done
-add "pytest tests" python -m pytest tests -q -p no:cacheprovider
+add "pytest tests" python -m pytest tests -q -p no:cacheprovider --ignore=tests/browser
+add "browser" bash scripts/browser.sh
 if [[ -f app/pyproject.toml ]]; then
   add "pytest app" python -m pytest app/tests -q -p no:cacheprovider
 fi
 order=("molecule .:default" "molecule roles/alertmanager:default" "molecule roles/aether_app:default"
-       "pytest tests" "molecule roles/grafana:default" "molecule roles/prometheus:default" "pytest app")
+       "browser" "pytest tests" "molecule roles/grafana:default" "molecule roles/prometheus:default" "pytest app")
 queue=()
 for name in "${order[@]}"; do
   for i in "${!names[@]}"; do [[ "${names[$i]}" == "$name" ]] && queue+=("$i"); done
