@@ -386,6 +386,17 @@ def main_tsdb(n, instances, step, history):
     return d, meta, families
 
 
+def block_spans(start, end, block):
+    """(k, lo, hi) for the k-th block-aligned span of [start, end): one file of
+    samples each, numbered from the block that holds start."""
+    c = start // block * block
+    k = 0
+    while c < end:
+        yield k, max(c, start), min(c + block, end)
+        c += block
+        k += 1
+
+
 def extend_tsdb(d, meta, families, until=None):
     """Backfill the samples from meta['end'] to `until` (default: now), in
     files of at most one 2h block each, while the next file is written."""
@@ -396,10 +407,7 @@ def extend_tsdb(d, meta, families, until=None):
     block = 7200
 
     def chunks():
-        c = lo_all // block * block
-        k = 0
-        while c < until:
-            lo, hi = max(c, lo_all), min(c + block, until)
+        for k, lo, hi in block_spans(lo_all, until, block):
             per_inst = {}
             for i in range(instances):
                 off = 2 + 5 * i  # each instance is scraped at its own offset
@@ -409,8 +417,6 @@ def extend_tsdb(d, meta, families, until=None):
                 path = CACHE / "tsdb" / ("%s.chunk%03d.om" % (d.name, k))
                 _write_instances(path, families, per_inst, meta["epoch"])
                 yield path
-            c += block
-            k += 1
 
     create_blocks(chunks(), d / "data")
     meta["end"] = until
@@ -1027,10 +1033,7 @@ def billing_tsdb(n, instances, step):
     block = 86400
 
     def chunks():
-        c = start // block * block
-        k = 0
-        while c < end:
-            lo, hi = max(c, start), min(c + block, end)
+        for k, lo, hi in block_spans(start, end, block):
             stamps = [(t, " %d\n" % t) for t in range(lo, hi, step)]
             hours = [h for h in range((lo + 3599) // 3600 * 3600, hi, 3600)]
 
@@ -1042,8 +1045,6 @@ def billing_tsdb(n, instances, step):
             path = CACHE / "tsdb" / ("%s.chunk%03d.om" % (key, k))
             write_chunk(path, families, stamps, epoch, extra=extra)
             yield path
-            c += block
-            k += 1
 
     create_blocks(chunks(), d / "data", max_block="24h")
     meta = {"start": start, "end": end, "tenants": n, "instances": instances, "step": step,
