@@ -89,8 +89,7 @@ def check_login_prompt(response, shot, page_name):
 def prometheus_page(page, base_url, link):
     """Open Prometheus' home page, then follow a link of its navigation bar.
 
-    The links are "Alerts", or "Rules" and "Targets" under the "Status" menu.
-    Returns the URL reached."""
+    The links are "Alerts", or "Rules" and "Targets" under the "Status" menu."""
     page.goto(base_url + "/")
     if link == "Alerts":
         page.get_by_role("link", name="Alerts", exact=True).click()
@@ -98,7 +97,6 @@ def prometheus_page(page, base_url, link):
         page.get_by_role("button", name="Status").click()
         page.get_by_role("link", name=link, exact=True).click()
     page.wait_for_load_state("load")
-    return page.url
 
 
 # One table; each group is a <thead> with its name, then a <tbody> with its rules.
@@ -275,13 +273,12 @@ def alertmanager_has_ui(page):
 _READ_AM_GROUPS = """() => Array.from(document.querySelectorAll("div.mb-3")).filter(
   div => div.querySelector(".btn-group")).map(div => ({
     labels: Array.from(div.querySelectorAll(".btn-group span.btn")).map(span => span.innerText.trim()),
-    count: div.innerText.match(/(\\d+) alerts?/) ? Number(div.innerText.match(/(\\d+) alerts?/)[1]) : 0,
   }))"""
 
 
 def read_alertmanager_groups(page, inhibited=False):
-    """The alert groups of Alertmanager's alert list, as header labels and alert
-    counts: [{"labels": ['alertname="X"', 'tenant="t"'], "count"}]. With
+    """The alert groups of Alertmanager's alert list, as their header labels:
+    [{"labels": ['alertname="X"', 'tenant="t"']}]. With
     inhibited, the "Inhibited" box is ticked first, as a person would do to see
     the inhibited alerts too."""
     page.wait_for_selector("text=Inhibited", timeout=TIMEOUT_MS)

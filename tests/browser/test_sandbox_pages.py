@@ -14,7 +14,6 @@ that was not degraded, ...) and must fail naming the page and what it missed.
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,12 +22,14 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import ROOT, shared_vars, tool  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "molecule" / "shared"))
+from conftest import ROOT, shared_vars  # noqa: E402
+from testkit import run_playbook  # noqa: E402
 from pages import (  # noqa: E402
     CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, active_rows, alertmanager_has_ui, check_alert_firing,
-    check_alert_severities, check_alertmanager_group, check_login_prompt, check_rules, check_targets, grafana_login, prometheus_page,
-    read_alertmanager_groups, read_alerts, read_grafana_dashboard, read_grafana_folder, read_rules,
-    read_targets, screenshot, visit,
+    check_alert_severities, check_alertmanager_group, check_login_prompt, check_rules, check_targets,
+    grafana_login, prometheus_page, read_alertmanager_groups, read_alerts, read_grafana_dashboard,
+    read_grafana_folder, read_rules, read_targets, screenshot, visit,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -208,12 +209,10 @@ def test_the_targets_page_shows_every_target_up(prometheus):
 
 def smoke(requests, degrade_cache=()):
     """Smoke traffic through the smoke playbook, as an operator sends it."""
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run(
-        [tool("ansible-playbook"), "-i", str(ROOT / "inventories" / "local"), str(ROOT / "playbooks" / "smoke.yml"),
-         "-e", json.dumps({"smoke_requests_per_tenant": requests, "smoke_degrade_cache": list(degrade_cache)})],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, "the smoke playbook failed:\n%s" % (proc.stdout[-3000:] + proc.stderr[-3000:])
+    rc, out = run_playbook(ROOT / "playbooks" / "smoke.yml", "-e", json.dumps(
+        {"smoke_requests_per_tenant": requests, "smoke_degrade_cache": list(degrade_cache)}),
+        inventory=ROOT / "inventories" / "local")
+    assert rc == 0, "the smoke playbook failed:\n%s" % out[-6000:]
 
 
 def vip_alert_rows(page):
